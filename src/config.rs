@@ -1,0 +1,438 @@
+//! Configuration: typed, validated once at start-up. Holds the secret's id, never secret values.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::domain::{RedirectPolicy, RedirectUrl};
+use crate::inbound::{Source, SourceSpec};
+
+/// Built-in source presets, compiled into the binary. `RELAY_CONFIG` may add sources or
+/// override fields of these.
+pub const PRESETS: &[(&str, &str)] = &[("generic", include_str!("../presets/generic.toml"))];
+
+/// Everything the function needs to know before its first event.
+#[derive(Debug)]
+pub struct Config {
+    /// Secrets Manager secret name or ARN (`RELAY_SECRET_ID`).
+    pub secret_id: String,
+    pub secret_ttl: Duration,
+    pub graph: GraphConfig,
+    pub redirect: RedirectPolicy,
+    pub allow_member_invitations: bool,
+    pub max_body_bytes: usize,
+    pub outbound_timeout: Duration,
+    pub delivery_allow_private_networks: bool,
+    pub sources: BTreeMap<String, Source>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GraphConfig {
+    pub tenant_id: String,
+    pub client_id: String,
+    /// Login base URL without a path, e.g. `https://login.microsoftonline.com`.
+    pub login_url: Url,
+    /// Graph base URL without a path, e.g. `https://graph.microsoft.com`.
+    pub api_url: Url,
+}
+
+impl GraphConfig {
+    /// `{login}/{tenant}/oauth2/v2.0/token`
+    pub fn token_endpoint(&self) -> String {
+        format!(
+            "{}/{}/oauth2/v2.0/token",
+            trim(&self.login_url),
+            self.tenant_id
+        )
+    }
+    /// `{graph}/.default`
+    pub fn scope(&self) -> String {
+        format!("{}/.default", trim(&self.api_url))
+    }
+    /// `{graph}/v1.0/invitations`
+    pub fn invitations_endpoint(&self) -> String {
+        format!("{}/v1.0/invitations", trim(&self.api_url))
+    }
+}
+
+fn trim(u: &Url) -> &str {
+    u.as_str().trim_end_matches('/')
+}
+
+/// A configuration problem, reported as one line at start-up.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+impl Config {
+    /// Reads the process environment.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the variable (or the configuration line) at fault.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads configuration through `get` (the environment, or a map in tests).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the variable (or the configuration line) at fault.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let required = |k: &str| var(k).ok_or_else(|| ConfigError(format!("{k} is required")));
+
+        let graph = GraphConfig {
+            tenant_id: tenant(&required("GRAPH_TENANT_ID")?)?,
+            client_id: required("GRAPH_CLIENT_ID")?,
+            login_url: base_url(
+                "GRAPH_LOGIN_URL",
+                var("GRAPH_LOGIN_URL")
+                    .as_deref()
+                    .unwrap_or("https://login.microsoftonline.com"),
+            )?,
+            api_url: base_url(
+                "GRAPH_API_URL",
+                var("GRAPH_API_URL")
+                    .as_deref()
+                    .unwrap_or("https://graph.microsoft.com"),
+            )?,
+        };
+        let default_redirect = RedirectUrl::parse(&required("INVITE_REDIRECT_URL")?)
+            .map_err(|e| ConfigError(format!("INVITE_REDIRECT_URL: {e}")))?;
+        let allowlist = var("INVITE_REDIRECT_ALLOWLIST")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|o| {
+                RedirectUrl::parse(o)
+                    .map_err(|e| ConfigError(format!("INVITE_REDIRECT_ALLOWLIST: {o:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        Ok(Self {
+            secret_id: required("RELAY_SECRET_ID")?,
+            secret_ttl: Duration::from_secs(number(
+                "SECRET_CACHE_TTL_SECONDS",
+                var("SECRET_CACHE_TTL_SECONDS"),
+                300,
+                0..=86_400,
+            )?),
+            graph,
+            redirect: RedirectPolicy::new(default_redirect, allowlist),
+            allow_member_invitations: flag(
+                "ALLOW_MEMBER_INVITATIONS",
+                var("ALLOW_MEMBER_INVITATIONS"),
+            )?,
+            max_body_bytes: number(
+                "MAX_BODY_BYTES",
+                var("MAX_BODY_BYTES"),
+                256 * 1024,
+                1024..=6 * 1024 * 1024,
+            )? as usize,
+            outbound_timeout: Duration::from_millis(number(
+                "OUTBOUND_TIMEOUT_MS",
+                var("OUTBOUND_TIMEOUT_MS"),
+                8_000,
+                100..=60_000,
+            )?),
+            delivery_allow_private_networks: flag(
+                "DELIVERY_ALLOW_PRIVATE_NETWORKS",
+                var("DELIVERY_ALLOW_PRIVATE_NETWORKS"),
+            )?,
+            sources: load_sources(var("RELAY_CONFIG").as_deref())?,
+        })
+    }
+}
+
+fn tenant(v: &str) -> Result<String, ConfigError> {
+    // A GUID or a domain name; both are path segments of the token URL.
+    if v.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        Ok(v.to_owned())
+    } else {
+        err("GRAPH_TENANT_ID must be a tenant GUID or domain name")
+    }
+}
+
+/// A base URL without path, query or credentials; https, or http on a loopback host (local
+/// emulators).
+fn base_url(name: &str, v: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(v).map_err(|_| ConfigError(format!("{name} is not a URL")))?;
+    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
+        return err(format!("{name} must use https (http only for localhost)"));
+    }
+    if url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
+        return err(format!(
+            "{name} must be a base URL without path, query or credentials"
+        ));
+    }
+    Ok(url)
+}
+
+fn number(
+    name: &str,
+    v: Option<String>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    let Some(v) = v else { return Ok(default) };
+    match v.parse::<u64>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => err(format!(
+            "{name} must be a whole number from {} to {}",
+            range.start(),
+            range.end()
+        )),
+    }
+}
+
+fn flag(name: &str, v: Option<String>) -> Result<bool, ConfigError> {
+    match v.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false" | "0" | "no") => Ok(false),
+        Some("true" | "1" | "yes") => Ok(true),
+        _ => err(format!("{name} must be true or false")),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RelayFile {
+    #[serde(default)]
+    sources: BTreeMap<String, SourceSpec>,
+}
+
+/// `RELAY_CONFIG` is inline TOML when it contains a newline or `=`, otherwise a file path.
+fn load_sources(relay_config: Option<&str>) -> Result<BTreeMap<String, Source>, ConfigError> {
+    let mut presets = BTreeMap::new();
+    for (name, text) in PRESETS {
+        let file = parse_file(&format!("preset {name}"), text)?;
+        for (source, spec) in file.sources {
+            presets.insert(source, (spec, *name, *text));
+        }
+    }
+    let (label, text) = match relay_config {
+        None => (String::new(), String::new()),
+        Some(v) if v.contains('\n') || v.contains('=') => ("RELAY_CONFIG".to_owned(), v.to_owned()),
+        Some(path) => (
+            format!("RELAY_CONFIG file {path}"),
+            std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("RELAY_CONFIG file {path}: {e}")))?,
+        ),
+    };
+    let user = if text.is_empty() {
+        RelayFile::default()
+    } else {
+        parse_file(&label, &text)?
+    };
+
+    let mut sources = BTreeMap::new();
+    for (name, (spec, preset, ptext)) in &presets {
+        if !user.sources.contains_key(name) {
+            let s = Source::compile(name, spec.clone(), &|r| {
+                locate(&format!("preset {preset}"), ptext, r)
+            })
+            .map_err(ConfigError)?;
+            sources.insert(name.clone(), s);
+        }
+    }
+    for (name, spec) in user.sources {
+        if !valid_source_name(&name) {
+            return err(format!(
+                "{label}: source name {name:?} must be lower-case letters, digits and '-'"
+            ));
+        }
+        let base = spec.preset.clone().unwrap_or_else(|| name.clone());
+        let merged = match presets.get(&base) {
+            Some((p, _, _)) => spec.over(p),
+            None if spec.preset.is_some() => {
+                return err(format!(
+                    "{label}: sources.{name}.preset: no preset named {base:?}"
+                ));
+            }
+            None => spec,
+        };
+        let s = Source::compile(&name, merged, &|r| locate(&label, &text, r))
+            .map_err(|e| ConfigError(format!("{label}: {e}")))?;
+        sources.insert(name, s);
+    }
+    Ok(sources)
+}
+
+fn parse_file(label: &str, text: &str) -> Result<RelayFile, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let at = e
+            .span()
+            .map(|r| locate(label, text, r))
+            .unwrap_or_else(|| label.to_owned());
+        ConfigError(format!("{at}: {}", e.message()))
+    })
+}
+
+fn locate(label: &str, text: &str, span: std::ops::Range<usize>) -> String {
+    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+    format!("{label} line {line}")
+}
+
+fn valid_source_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn base() -> HashMap<&'static str, String> {
+        HashMap::from([
+            ("RELAY_SECRET_ID", "invite-relay".to_owned()),
+            ("GRAPH_TENANT_ID", "contoso.onmicrosoft.com".to_owned()),
+            (
+                "GRAPH_CLIENT_ID",
+                "00000000-0000-0000-0000-000000000001".to_owned(),
+            ),
+            (
+                "INVITE_REDIRECT_URL",
+                "https://myapps.microsoft.com".to_owned(),
+            ),
+        ])
+    }
+
+    fn load(env: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_and_endpoints() {
+        let c = load(&base()).unwrap();
+        assert_eq!(
+            c.graph.token_endpoint(),
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+        );
+        assert_eq!(c.graph.scope(), "https://graph.microsoft.com/.default");
+        assert_eq!(
+            c.graph.invitations_endpoint(),
+            "https://graph.microsoft.com/v1.0/invitations"
+        );
+        assert_eq!(c.max_body_bytes, 262_144);
+        assert_eq!(c.secret_ttl, Duration::from_secs(300));
+        assert!(!c.delivery_allow_private_networks && !c.allow_member_invitations);
+        assert!(c.sources.contains_key("generic"));
+    }
+
+    #[test]
+    fn each_required_variable_is_named_when_missing() {
+        for k in [
+            "RELAY_SECRET_ID",
+            "GRAPH_TENANT_ID",
+            "GRAPH_CLIENT_ID",
+            "INVITE_REDIRECT_URL",
+        ] {
+            let mut env = base();
+            env.remove(k);
+            let e = load(&env).unwrap_err().to_string();
+            assert!(e.contains(k), "{e}");
+        }
+    }
+
+    #[test]
+    fn refuses_unsafe_urls_and_bad_numbers() {
+        let cases = [
+            ("GRAPH_API_URL", "http://graph.example", "https"),
+            (
+                "GRAPH_API_URL",
+                "https://graph.microsoft.com/v1.0",
+                "base URL",
+            ),
+            (
+                "INVITE_REDIRECT_URL",
+                "http://myapps.microsoft.com",
+                "https",
+            ),
+            (
+                "INVITE_REDIRECT_ALLOWLIST",
+                "https://ok.example,javascript:alert(1)",
+                "INVITE_REDIRECT_ALLOWLIST",
+            ),
+            ("MAX_BODY_BYTES", "lots", "MAX_BODY_BYTES"),
+            ("ALLOW_MEMBER_INVITATIONS", "maybe", "true or false"),
+            ("GRAPH_TENANT_ID", "../x", "GRAPH_TENANT_ID"),
+        ];
+        for (k, v, expect) in cases {
+            let mut env = base();
+            env.insert(k, v.to_owned());
+            let e = load(&env).unwrap_err().to_string();
+            assert!(e.contains(expect), "{k}={v}: {e}");
+        }
+        let mut env = base();
+        env.insert("GRAPH_API_URL", "http://127.0.0.1:8080".to_owned());
+        assert!(load(&env).is_ok());
+    }
+
+    #[test]
+    fn relay_config_overrides_presets_and_names_the_line() {
+        let mut env = base();
+        env.insert(
+            "RELAY_CONFIG",
+            "[sources.generic]\nfilter = \"event.type in ['partner.signed', 'deal.won']\"\n"
+                .to_owned(),
+        );
+        let c = load(&env).unwrap();
+        let g = &c.sources["generic"];
+        assert_eq!(g.secret_keys[0], "webhook_signing_secret");
+
+        env.insert(
+            "RELAY_CONFIG",
+            "[sources.generic]\n\nfilter = \"event.type ==\"\n".to_owned(),
+        );
+        let e = load(&env).unwrap_err().to_string();
+        assert!(
+            e.contains("sources.generic.filter") && e.contains("line 3"),
+            "{e}"
+        );
+
+        env.insert(
+            "RELAY_CONFIG",
+            "[sources.generic]\nschem = \"x\"\n".to_owned(),
+        );
+        let e = load(&env).unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("schem"), "{e}");
+
+        env.insert(
+            "RELAY_CONFIG",
+            "[sources.acme]\nscheme = \"rot13\"\n".to_owned(),
+        );
+        let e = load(&env).unwrap_err().to_string();
+        assert!(e.contains("rot13"), "{e}");
+
+        env.insert(
+            "RELAY_CONFIG",
+            "[sources.acme]\nscheme = \"standard-webhooks\"\nsecrets = [\"k\"]\n".to_owned(),
+        );
+        let e = load(&env).unwrap_err().to_string();
+        assert!(e.contains("sources.acme.map"), "{e}");
+
+        env.insert("RELAY_CONFIG", "/nonexistent/relay.toml".to_owned());
+        assert!(
+            load(&env)
+                .unwrap_err()
+                .to_string()
+                .contains("/nonexistent/relay.toml")
+        );
+    }
+}

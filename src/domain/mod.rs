@@ -1,0 +1,11 @@
+//! Validated values that travel inward from the edge: parse, don't validate.
+
+mod display_name;
+mod email;
+mod invitation;
+mod redirect;
+
+pub use display_name::DisplayName;
+pub use email::{EmailRule, InviteeEmail};
+pub use invitation::{Invitation, InvitationRequest, UserType};
+pub use redirect::{RedirectPolicy, RedirectRule, RedirectUrl};

@@ -1,0 +1,135 @@
+use std::time::Duration;
+
+/// What went wrong talking to Graph or its token endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GraphError {
+    /// Graph refused the request for good (4xx other than 401/408/429): retrying the same
+    /// event will fail the same way.
+    #[error("Graph refused the invitation: HTTP {status}, code {code}")]
+    Rejected { status: u16, code: String },
+    /// Throttling, server errors, timeouts, connection failures: try again later.
+    #[error("Graph unavailable: {reason}")]
+    Unavailable {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// The token endpoint refused the app credential (wrong, expired or rotated secret).
+    #[error("the token endpoint refused the app credential: {0}")]
+    CredentialRefused(String),
+    /// Graph answered 401 to the access token.
+    #[error("Graph refused the access token: {0}")]
+    TokenRefused(String),
+    /// Graph answered success with a body we can't use (e.g. no `inviteRedeemUrl`).
+    #[error("unexpected Graph response: {0}")]
+    InvalidResponse(&'static str),
+}
+
+/// `{"error": {"code": "...", "message": "..."}}` — only the code is kept.
+pub(crate) fn error_code(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Outer {
+        error: Inner,
+    }
+    #[derive(serde::Deserialize)]
+    struct Inner {
+        code: String,
+    }
+    serde_json::from_slice::<Outer>(body)
+        .ok()
+        .map(|o| o.error.code)
+        .filter(|c| {
+            c.len() <= 100
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        })
+}
+
+/// `Retry-After` in seconds (Graph sends delta-seconds), capped at an hour.
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| Duration::from_secs(s.min(3600)))
+}
+
+/// Classifies a failed HTTP answer from Graph.
+pub(crate) fn classify(
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: &[u8],
+) -> GraphError {
+    let code = error_code(body);
+    match status {
+        401 => GraphError::TokenRefused(code.unwrap_or_else(|| "no code".into())),
+        408 | 429 | 500..=599 => GraphError::Unavailable {
+            reason: format!(
+                "HTTP {status}{}",
+                code.map(|c| format!(" {c}")).unwrap_or_default()
+            ),
+            retry_after: retry_after(headers),
+        },
+        _ => GraphError::Rejected {
+            status,
+            code: code.unwrap_or_else(|| "unknown".into()),
+        },
+    }
+}
+
+/// Classifies a transport failure.
+pub(crate) fn transport(e: &reqwest::Error) -> GraphError {
+    let reason = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "transport error"
+    };
+    GraphError::Unavailable {
+        reason: reason.into(),
+        retry_after: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_by_status_and_code() {
+        let h = reqwest::header::HeaderMap::new();
+        let body = br#"{"error":{"code":"BadRequest","message":"ada@partner.example is invalid"}}"#;
+        let e = classify(400, &h, body);
+        assert_eq!(
+            e,
+            GraphError::Rejected {
+                status: 400,
+                code: "BadRequest".into()
+            }
+        );
+        assert!(!e.to_string().contains("ada@"));
+        assert!(matches!(
+            classify(403, &h, b"{}"),
+            GraphError::Rejected { status: 403, .. }
+        ));
+        assert!(matches!(
+            classify(401, &h, b""),
+            GraphError::TokenRefused(_)
+        ));
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert!(
+                matches!(classify(s, &h, b""), GraphError::Unavailable { .. }),
+                "{s}"
+            );
+        }
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("retry-after", "7".parse().unwrap());
+        assert!(
+            matches!(classify(429, &h, b""), GraphError::Unavailable { retry_after: Some(d), .. } if d.as_secs() == 7)
+        );
+        assert_eq!(error_code(br#"{"error":{"code":"a b <script>"}}"#), None);
+    }
+}

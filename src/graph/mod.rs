@@ -1,0 +1,10 @@
+//! Microsoft Graph: app-only tokens and invitations, with errors classified by status and
+//! `error.code` (never by message, which can echo the invitee's address).
+
+mod client;
+mod error;
+mod token;
+
+pub use client::GraphClient;
+pub use error::GraphError;
+pub use token::{ClientCredential, TokenProvider};

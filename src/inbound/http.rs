@@ -1,0 +1,94 @@
+//! The HTTP edge: route, method, size and content type, checked before anything is parsed.
+
+use lambda_http::{Body, Request, RequestExt};
+
+use crate::problem::{Problem, ProblemKind};
+
+/// The source named by `POST /webhooks/{source}`.
+///
+/// Routes on the path as called (`raw_http_path`), so an API Gateway stage prefix
+/// (`/prod/webhooks/generic`) and a Function URL (`/webhooks/generic`) route alike.
+pub fn source_name(req: &Request) -> Option<&str> {
+    let path = req.raw_http_path();
+    let path = if path.is_empty() {
+        req.uri().path()
+    } else {
+        path
+    };
+    let rest = path.strip_prefix("/webhooks/")?;
+    let name = rest.strip_suffix('/').unwrap_or(rest);
+    (!name.is_empty() && !name.contains('/')).then_some(name)
+}
+
+/// The raw body bytes as received (Lambda has already undone `isBase64Encoded`), after the
+/// method, size and content-type checks.
+///
+/// # Errors
+/// 405, 413 or 415 as a [`Problem`].
+pub fn checked_body(req: &Request, max_bytes: usize) -> Result<&[u8], Problem> {
+    if req.method() != http::Method::POST {
+        return Err(Problem::new(
+            ProblemKind::MethodNotAllowed,
+            "only POST is accepted",
+        ));
+    }
+    let body: &[u8] = match req.body() {
+        Body::Empty => &[],
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        _ => &[],
+    };
+    if body.len() > max_bytes {
+        return Err(Problem::new(
+            ProblemKind::PayloadTooLarge,
+            format!("the body exceeds {max_bytes} bytes"),
+        )
+        .with("maxBytes", max_bytes));
+    }
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !is_json(content_type) {
+        return Err(Problem::new(
+            ProblemKind::UnsupportedMediaType,
+            "send Content-Type: application/json",
+        ));
+    }
+    Ok(body)
+}
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || essence.rsplit_once('+').is_some_and(|(ty, suffix)| {
+            ty.to_ascii_lowercase().starts_with("application/")
+                && suffix.eq_ignore_ascii_case("json")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types() {
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/cloudevents+json",
+        ] {
+            assert!(is_json(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "application/jsonp",
+            "text/json+xml",
+        ] {
+            assert!(!is_json(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! From a Lambda HTTP request to a [`CrmEvent`]: routing, limits, signatures, mapping.
+
+pub mod http;
+pub mod json;
+pub mod signature;
+mod source;
+
+pub use source::{CrmEvent, Interpretation, MapError, Source, SourceSpec};

@@ -1,0 +1,299 @@
+//! Sources: a named webhook endpoint (`POST /webhooks/{name}`) with its signature scheme,
+//! secret keys, event filter and field mapping, all from configuration.
+//!
+//! Adding a CRM is a preset file under `presets/` (or a `RELAY_CONFIG` entry), not code.
+
+use std::collections::BTreeMap;
+
+use minijinja::Value;
+use serde::Deserialize;
+
+use super::signature::Scheme;
+use crate::expr::Expr;
+
+/// A source as written in TOML. Every field may be omitted when the source inherits a preset
+/// (`preset = "generic"`, or implicitly a preset of the same name).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    pub preset: Option<String>,
+    pub scheme: Option<Scheme>,
+    /// Keys in the relay secret holding this source's signing keys; absent keys are skipped,
+    /// at least one must be present.
+    pub secrets: Option<Vec<String>>,
+    pub filter: Option<toml::Spanned<String>>,
+    pub map: Option<MapSpec>,
+}
+
+/// Field mapping: each value is an expression over `event` (the parsed body).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapSpec {
+    pub event_id: Option<toml::Spanned<String>>,
+    pub event_type: Option<toml::Spanned<String>>,
+    pub email: Option<toml::Spanned<String>>,
+    pub display_name: Option<toml::Spanned<String>>,
+    pub user_type: Option<toml::Spanned<String>>,
+    pub redirect_url: Option<toml::Spanned<String>>,
+    pub channels: Option<toml::Spanned<String>>,
+    pub occurred_at: Option<toml::Spanned<String>>,
+}
+
+impl SourceSpec {
+    /// Fields set here win over `base`.
+    pub fn over(self, base: &SourceSpec) -> SourceSpec {
+        let map = match (self.map, &base.map) {
+            (Some(m), Some(b)) => Some(m.over(b)),
+            (m, b) => m.or_else(|| b.clone()),
+        };
+        SourceSpec {
+            preset: None,
+            scheme: self.scheme.or(base.scheme),
+            secrets: self.secrets.or_else(|| base.secrets.clone()),
+            filter: self.filter.or_else(|| base.filter.clone()),
+            map,
+        }
+    }
+}
+
+impl MapSpec {
+    fn over(self, b: &MapSpec) -> MapSpec {
+        MapSpec {
+            event_id: self.event_id.or_else(|| b.event_id.clone()),
+            event_type: self.event_type.or_else(|| b.event_type.clone()),
+            email: self.email.or_else(|| b.email.clone()),
+            display_name: self.display_name.or_else(|| b.display_name.clone()),
+            user_type: self.user_type.or_else(|| b.user_type.clone()),
+            redirect_url: self.redirect_url.or_else(|| b.redirect_url.clone()),
+            channels: self.channels.or_else(|| b.channels.clone()),
+            occurred_at: self.occurred_at.or_else(|| b.occurred_at.clone()),
+        }
+    }
+}
+
+/// A source ready to use: expressions compiled, scheme known.
+#[derive(Debug)]
+pub struct Source {
+    pub name: String,
+    pub scheme: Scheme,
+    pub secret_keys: Vec<String>,
+    filter: Option<Expr>,
+    map: Mapping,
+}
+
+#[derive(Debug)]
+struct Mapping {
+    event_id: Expr,
+    event_type: Option<Expr>,
+    email: Expr,
+    display_name: Option<Expr>,
+    user_type: Option<Expr>,
+    redirect_url: Option<Expr>,
+    channels: Option<Expr>,
+    occurred_at: Option<Expr>,
+}
+
+/// What a verified, parsed body means.
+#[derive(Debug)]
+pub enum Interpretation {
+    /// The filter said no: answer 200 "ignored".
+    Ignored {
+        event_id: String,
+        event_type: Option<String>,
+    },
+    Invite(CrmEvent),
+}
+
+/// A CRM event reduced to what an invitation needs. Values are still raw strings; the domain
+/// types parse them.
+#[derive(Debug)]
+pub struct CrmEvent {
+    pub event_id: String,
+    pub event_type: Option<String>,
+    pub email: String,
+    pub display_name: Option<String>,
+    pub user_type: Option<String>,
+    pub redirect_url: Option<String>,
+    pub channels: Option<Vec<String>>,
+    pub occurred_at: Option<String>,
+}
+
+/// Why a body could not be interpreted. Messages name fields, never values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MapError {
+    #[error("required field `{0}` is missing")]
+    Missing(String),
+    #[error("field `{0}` has the wrong type (expected {1})")]
+    WrongType(String, &'static str),
+    #[error("field `{0}` is not usable: {1}")]
+    Invalid(String, &'static str),
+    #[error("the filter expression failed: {0}")]
+    Filter(String),
+}
+
+/// Longest event id accepted; ids are logged and used as keys.
+const MAX_EVENT_ID: usize = 200;
+
+impl Source {
+    /// Validates a merged spec and compiles its expressions. `locate` turns a byte span of the
+    /// configuration text into "line N" for messages.
+    ///
+    /// # Errors
+    /// One line naming the source, the field and, where known, the line.
+    pub fn compile(
+        name: &str,
+        spec: SourceSpec,
+        locate: &dyn Fn(std::ops::Range<usize>) -> String,
+    ) -> Result<Self, String> {
+        let field = |f: &str| format!("sources.{name}.{f}");
+        let scheme = spec
+            .scheme
+            .ok_or_else(|| format!("{}: missing (e.g. \"standard-webhooks\")", field("scheme")))?;
+        let secret_keys = spec.secrets.filter(|s| !s.is_empty()).ok_or_else(|| {
+            format!(
+                "{}: list at least one key of the relay secret",
+                field("secrets")
+            )
+        })?;
+        let compile = |f: &str, s: &toml::Spanned<String>| {
+            Expr::compile(s.get_ref()).map_err(|e| {
+                format!(
+                    "{} ({}): invalid expression: {e}",
+                    field(f),
+                    locate(s.span())
+                )
+            })
+        };
+        let opt = |f: &str, s: &Option<toml::Spanned<String>>| {
+            s.as_ref().map(|s| compile(f, s)).transpose()
+        };
+        let filter = opt("filter", &spec.filter)?;
+        let m = spec
+            .map
+            .ok_or_else(|| format!("{}: missing", field("map")))?;
+        let req = |f: &str, s: &Option<toml::Spanned<String>>| {
+            s.as_ref()
+                .ok_or_else(|| format!("{}: missing", field(&format!("map.{f}"))))
+                .and_then(|s| compile(&format!("map.{f}"), s))
+        };
+        let map = Mapping {
+            event_id: req("event_id", &m.event_id)?,
+            email: req("email", &m.email)?,
+            event_type: opt("map.event_type", &m.event_type)?,
+            display_name: opt("map.display_name", &m.display_name)?,
+            user_type: opt("map.user_type", &m.user_type)?,
+            redirect_url: opt("map.redirect_url", &m.redirect_url)?,
+            channels: opt("map.channels", &m.channels)?,
+            occurred_at: opt("map.occurred_at", &m.occurred_at)?,
+        };
+        Ok(Self {
+            name: name.to_owned(),
+            scheme,
+            secret_keys,
+            filter,
+            map,
+        })
+    }
+
+    /// Applies the mapping and filter to a parsed body.
+    ///
+    /// # Errors
+    /// [`MapError`] naming the field that is missing or unusable.
+    pub fn interpret(&self, body: &serde_json::Value) -> Result<Interpretation, MapError> {
+        let ctx = Value::from(BTreeMap::from([(
+            "event",
+            Value::from(minijinja::value::Serde(body)),
+        )]));
+        let m = &self.map;
+        let event_id = required_string(&m.event_id, &ctx)?;
+        if event_id.len() > MAX_EVENT_ID || event_id.chars().any(char::is_control) {
+            return Err(MapError::Invalid(
+                m.event_id.field_name().to_owned(),
+                "at most 200 printable characters",
+            ));
+        }
+        let event_type = match &m.event_type {
+            Some(e) => Some(required_string(e, &ctx)?),
+            None => None,
+        };
+        if let Some(filter) = &self.filter {
+            let pass = filter.eval(&ctx).map_err(MapError::Filter)?;
+            if !pass.is_true() {
+                return Ok(Interpretation::Ignored {
+                    event_id,
+                    event_type,
+                });
+            }
+        }
+        Ok(Interpretation::Invite(CrmEvent {
+            event_id,
+            event_type,
+            email: required_string(&m.email, &ctx)?,
+            display_name: optional_string(m.display_name.as_ref(), &ctx)?,
+            user_type: optional_string(m.user_type.as_ref(), &ctx)?,
+            redirect_url: optional_string(m.redirect_url.as_ref(), &ctx)?,
+            channels: optional_list(m.channels.as_ref(), &ctx)?,
+            occurred_at: optional_string(m.occurred_at.as_ref(), &ctx)?,
+        }))
+    }
+}
+
+fn eval(expr: &Expr, ctx: &Value) -> Result<Value, MapError> {
+    expr.eval(ctx).map_err(|_| {
+        MapError::WrongType(
+            expr.field_name().to_owned(),
+            "a value the expression can read",
+        )
+    })
+}
+
+fn required_string(expr: &Expr, ctx: &Value) -> Result<String, MapError> {
+    optional_string(Some(expr), ctx)?.ok_or_else(|| MapError::Missing(expr.field_name().to_owned()))
+}
+
+/// Strings pass; integers become their decimal form (CRMs send numeric ids); `null`, undefined
+/// and empty strings are absent; anything else is the wrong type.
+fn optional_string(expr: Option<&Expr>, ctx: &Value) -> Result<Option<String>, MapError> {
+    let Some(expr) = expr else { return Ok(None) };
+    let v = eval(expr, ctx)?;
+    if v.is_undefined() || v.is_none() {
+        return Ok(None);
+    }
+    if let Some(s) = v.as_str() {
+        return Ok((!s.trim().is_empty()).then(|| s.to_owned()));
+    }
+    if v.is_integer() {
+        return Ok(Some(v.to_string()));
+    }
+    Err(MapError::WrongType(
+        expr.field_name().to_owned(),
+        "a string",
+    ))
+}
+
+/// A list of strings, or one comma-separated string.
+fn optional_list(expr: Option<&Expr>, ctx: &Value) -> Result<Option<Vec<String>>, MapError> {
+    let Some(expr) = expr else { return Ok(None) };
+    let v = eval(expr, ctx)?;
+    if v.is_undefined() || v.is_none() {
+        return Ok(None);
+    }
+    if let Some(s) = v.as_str() {
+        return Ok(Some(
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        ));
+    }
+    let wrong = || MapError::WrongType(expr.field_name().to_owned(), "a list of strings");
+    if v.kind() != minijinja::value::ValueKind::Seq {
+        return Err(wrong());
+    }
+    v.try_iter()
+        .map_err(|_| wrong())?
+        .map(|item| item.as_str().map(str::to_owned).ok_or_else(wrong))
+        .collect::<Result<_, _>>()
+        .map(Some)
+}

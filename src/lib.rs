@@ -1,0 +1,32 @@
+//! # invite-relay
+//!
+//! Turns a signed CRM webhook into a Microsoft Entra B2B guest invitation (Graph
+//! `POST /invitations` with `sendInvitationMessage: false`) and delivers the redeem link through
+//! the organisation's own channels.
+//!
+//! # Layout
+//! - [`app`]: the dependencies, built once, and the pipeline from request to answer.
+//! - [`config`]: typed configuration from the environment and the relay config file.
+//! - [`inbound`]: routing, request limits, strict JSON, signature schemes, source mappings.
+//! - [`expr`]: the expression language of mappings and filters (minijinja expressions).
+//! - [`domain`]: validated values (invitee email, display name, redirect URL, invitation).
+//! - [`graph`]: app-only tokens and the invitations API, with classified errors.
+//! - [`delivery`]: channels (Slack, signed webhook) and the outbound URL guard.
+//! - [`store`]: idempotency records, so retries neither invite nor notify twice.
+//! - [`secrets`]: the Secrets Manager secret, cached with a TTL and re-read on rotation.
+//! - [`telemetry`]: JSON logs honouring Lambda's log settings; the keyed email hash.
+//! - [`problem`]: RFC 9457 problem+json answers.
+
+pub mod app;
+pub mod config;
+pub mod delivery;
+pub mod domain;
+pub mod expr;
+pub mod graph;
+pub mod inbound;
+pub mod problem;
+pub mod secrets;
+pub mod store;
+pub mod telemetry;
+
+pub use app::App;

@@ -1,0 +1,152 @@
+//! RFC 9457 problem details: every refusal the function answers with.
+
+use lambda_http::{Body, Response, http::StatusCode};
+use serde_json::{Map, Value, json};
+
+/// One kind of refusal, with a stable `type` URI documented in the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Malformed,
+    Signature,
+    Unprocessable,
+    InvalidInvitee,
+    RedirectNotAllowed,
+    GraphRejected,
+    InProgress,
+    UpstreamAuth,
+    UpstreamInvalid,
+    UpstreamUnavailable,
+    DeliveryFailed,
+    Internal,
+}
+
+impl ProblemKind {
+    pub fn status(self) -> StatusCode {
+        use ProblemKind::*;
+        match self {
+            NotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Malformed => StatusCode::BAD_REQUEST,
+            Signature => StatusCode::UNAUTHORIZED,
+            Unprocessable | InvalidInvitee | RedirectNotAllowed | GraphRejected => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            InProgress => StatusCode::CONFLICT,
+            UpstreamAuth | UpstreamInvalid => StatusCode::BAD_GATEWAY,
+            UpstreamUnavailable | DeliveryFailed => StatusCode::SERVICE_UNAVAILABLE,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The last segment of the `type` URI.
+    pub fn slug(self) -> &'static str {
+        use ProblemKind::*;
+        match self {
+            NotFound => "not-found",
+            MethodNotAllowed => "method-not-allowed",
+            PayloadTooLarge => "payload-too-large",
+            UnsupportedMediaType => "unsupported-media-type",
+            Malformed => "malformed-request",
+            Signature => "signature",
+            Unprocessable => "unprocessable-event",
+            InvalidInvitee => "invalid-invitee",
+            RedirectNotAllowed => "redirect-not-allowed",
+            GraphRejected => "graph-rejected",
+            InProgress => "in-progress",
+            UpstreamAuth => "upstream-auth",
+            UpstreamInvalid => "upstream-invalid",
+            UpstreamUnavailable => "upstream-unavailable",
+            DeliveryFailed => "delivery-failed",
+            Internal => "internal",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        use ProblemKind::*;
+        match self {
+            NotFound => "No such webhook source",
+            MethodNotAllowed => "Method not allowed",
+            PayloadTooLarge => "Request body too large",
+            UnsupportedMediaType => "Unsupported content type",
+            Malformed => "Malformed request body",
+            Signature => "Unauthorized",
+            Unprocessable => "Event cannot be processed",
+            InvalidInvitee => "Invalid invitee",
+            RedirectNotAllowed => "Redirect URL not allowed",
+            GraphRejected => "Microsoft Graph rejected the invitation",
+            InProgress => "Event is being processed",
+            UpstreamAuth => "Authentication to Microsoft Graph failed",
+            UpstreamInvalid => "Unexpected answer from Microsoft Graph",
+            UpstreamUnavailable => "Upstream temporarily unavailable",
+            DeliveryFailed => "Delivery failed",
+            Internal => "Internal error",
+        }
+    }
+}
+
+/// Prefix of every problem `type` URI.
+pub const TYPE_PREFIX: &str = "urn:invite-relay:problem:";
+
+/// A refusal. `detail` and extensions must never carry the request body, an email address,
+/// a token, a secret or a redeem URL.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    pub detail: String,
+    pub extensions: Map<String, Value>,
+    pub retry_after: Option<u64>,
+}
+
+impl Problem {
+    pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+            extensions: Map::new(),
+            retry_after: None,
+        }
+    }
+
+    /// Adds a member to the problem object (RFC 9457 extension member).
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extensions.insert(key.to_owned(), value.into());
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+
+    /// `application/problem+json` response.
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        let mut body = json!({
+            "type": format!("{TYPE_PREFIX}{}", self.kind.slug()),
+            "title": self.kind.title(),
+            "status": status.as_u16(),
+            "detail": self.detail,
+        });
+        if let Value::Object(map) = &mut body {
+            map.extend(self.extensions);
+        }
+        let mut builder = Response::builder()
+            .status(status)
+            .header("content-type", "application/problem+json")
+            .header("cache-control", "no-store");
+        if self.kind == ProblemKind::MethodNotAllowed {
+            builder = builder.header("allow", "POST");
+        }
+        if let Some(secs) = self.retry_after {
+            builder = builder.header("retry-after", secs.to_string());
+        }
+        builder
+            .body(Body::Text(body.to_string()))
+            .expect("static headers are valid")
+    }
+}

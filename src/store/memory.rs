@@ -1,0 +1,184 @@
+//! In-memory idempotency store: per warm container, for local runs and unit tests.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{Claim, EventKey, Progress};
+use crate::delivery::ChannelKind;
+
+#[derive(Debug)]
+struct Record {
+    progress: Progress,
+    locked_until: Option<Instant>,
+    completed_at: Option<Instant>,
+    touched: Instant,
+}
+
+/// Records kept at most; the oldest are dropped beyond this.
+const MAX_RECORDS: usize = 10_000;
+
+#[derive(Debug)]
+pub struct MemoryStore {
+    retention: Duration,
+    records: Mutex<HashMap<EventKey, Record>>,
+}
+
+impl MemoryStore {
+    /// Completed records are answered as duplicates for `retention`.
+    pub fn new(retention: Duration) -> Self {
+        Self {
+            retention,
+            records: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<EventKey, Record>) -> R) -> R {
+        let mut guard = self
+            .records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard)
+    }
+
+    pub fn claim(&self, key: &EventKey, lock_for: Duration) -> Claim {
+        let now = Instant::now();
+        let retention = self.retention;
+        self.with(|records| {
+            if records.len() >= MAX_RECORDS {
+                records.retain(|_, r| now.duration_since(r.touched) < retention);
+                if records.len() >= MAX_RECORDS {
+                    if let Some(oldest) = records
+                        .iter()
+                        .min_by_key(|(_, r)| r.touched)
+                        .map(|(k, _)| k.clone())
+                    {
+                        records.remove(&oldest);
+                    }
+                }
+            }
+            let r = records.entry(key.clone()).or_insert_with(|| Record {
+                progress: Progress::default(),
+                locked_until: None,
+                completed_at: None,
+                touched: now,
+            });
+            if let Some(done) = r.completed_at {
+                if now.duration_since(done) < retention {
+                    return Claim::Completed(r.progress.clone());
+                }
+                *r = Record {
+                    progress: Progress::default(),
+                    locked_until: None,
+                    completed_at: None,
+                    touched: now,
+                };
+            }
+            if r.locked_until.is_some_and(|until| until > now) {
+                return Claim::InProgress;
+            }
+            r.locked_until = Some(now + lock_for);
+            r.touched = now;
+            Claim::Acquired(r.progress.clone())
+        })
+    }
+
+    pub fn record_invited(&self, key: &EventKey, invitation_id: &str, invited_user_id: &str) {
+        self.with(|records| {
+            if let Some(r) = records.get_mut(key) {
+                r.progress.invitation_id = Some(invitation_id.to_owned());
+                r.progress.invited_user_id = Some(invited_user_id.to_owned());
+            }
+        });
+    }
+
+    pub fn record_delivered(&self, key: &EventKey, channel: ChannelKind) {
+        self.with(|records| {
+            if let Some(r) = records.get_mut(key) {
+                if !r.progress.delivered.contains(&channel) {
+                    r.progress.delivered.push(channel);
+                }
+            }
+        });
+    }
+
+    pub fn complete(&self, key: &EventKey) {
+        self.with(|records| {
+            if let Some(r) = records.get_mut(key) {
+                r.completed_at = Some(Instant::now());
+                r.locked_until = None;
+            }
+        });
+    }
+
+    pub fn release(&self, key: &EventKey) {
+        self.with(|records| {
+            if let Some(r) = records.get_mut(key) {
+                r.locked_until = None;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str) -> EventKey {
+        EventKey {
+            source: "generic".into(),
+            event_id: id.into(),
+        }
+    }
+
+    #[test]
+    fn lock_progress_resume_and_complete() {
+        let s = MemoryStore::new(Duration::from_secs(3600));
+        let k = key("e1");
+        assert_eq!(
+            s.claim(&k, Duration::from_secs(30)),
+            Claim::Acquired(Progress::default())
+        );
+        assert_eq!(s.claim(&k, Duration::from_secs(30)), Claim::InProgress);
+        s.record_invited(&k, "inv", "user");
+        s.record_delivered(&k, ChannelKind::Slack);
+        s.release(&k);
+        let Claim::Acquired(p) = s.claim(&k, Duration::from_secs(30)) else {
+            panic!("resume")
+        };
+        assert_eq!(p.delivered, vec![ChannelKind::Slack]);
+        assert_eq!(p.invitation_id.as_deref(), Some("inv"));
+        s.complete(&k);
+        assert!(matches!(
+            s.claim(&k, Duration::from_secs(30)),
+            Claim::Completed(_)
+        ));
+        assert!(matches!(
+            s.claim(&key("e2"), Duration::from_secs(30)),
+            Claim::Acquired(_)
+        ));
+    }
+
+    #[test]
+    fn expired_lock_can_be_taken_over() {
+        let s = MemoryStore::new(Duration::from_secs(3600));
+        let k = key("e1");
+        assert!(matches!(s.claim(&k, Duration::ZERO), Claim::Acquired(_)));
+        assert!(matches!(
+            s.claim(&k, Duration::from_secs(30)),
+            Claim::Acquired(_)
+        ));
+    }
+
+    #[test]
+    fn completed_records_expire_after_retention() {
+        let s = MemoryStore::new(Duration::ZERO);
+        let k = key("e1");
+        s.claim(&k, Duration::from_secs(30));
+        s.complete(&k);
+        assert_eq!(
+            s.claim(&k, Duration::from_secs(30)),
+            Claim::Acquired(Progress::default())
+        );
+    }
+}

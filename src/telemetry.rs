@@ -1,0 +1,125 @@
+//! Structured JSON logs that follow Lambda's log settings, and the keyed hash that stands in for
+//! an email address wherever one would help correlation.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tracing::Subscriber;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::domain::InviteeEmail;
+
+/// Libraries whose debug/trace output can include request or response bodies (the secret
+/// value, a token, a redeem URL); they are held at `info` whatever the configured level.
+const CAPPED: &[&str] = &[
+    "aws_smithy_runtime=info",
+    "aws_smithy_runtime_api=info",
+    "aws_smithy_http=info",
+    "aws_smithy_http_client=info",
+    "aws_sdk_secretsmanager=info",
+    "aws_config=info",
+    "hyper=info",
+    "hyper_util=info",
+    "reqwest=info",
+    "rustls=info",
+    "h2=info",
+    "lambda_runtime=info",
+    "lambda_http=info",
+    "lambda_runtime_api_client=info",
+];
+
+/// The level filter: `AWS_LAMBDA_LOG_LEVEL` (set by Lambda's advanced logging controls), else
+/// `RUST_LOG`, else `info`; with [`CAPPED`] applied on top.
+pub fn filter_from(lambda_level: Option<&str>, rust_log: Option<&str>) -> EnvFilter {
+    let base = match lambda_level.map(str::to_ascii_lowercase).as_deref() {
+        Some("fatal") => "error".to_owned(),
+        Some(l @ ("trace" | "debug" | "info" | "warn" | "error")) => l.to_owned(),
+        _ => rust_log
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or("info")
+            .to_owned(),
+    };
+    let spec = std::iter::once(base.as_str())
+        .chain(CAPPED.iter().copied())
+        .collect::<Vec<_>>()
+        .join(",");
+    EnvFilter::try_new(&spec).unwrap_or_else(|_| {
+        EnvFilter::new(
+            ["info"]
+                .into_iter()
+                .chain(CAPPED.iter().copied())
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+    })
+}
+
+/// A JSON-lines subscriber writing to `writer`: one object per event, with the current span's
+/// fields (the event id among them).
+pub fn subscriber<W>(writer: W, filter: EnvFilter) -> impl Subscriber + Send + Sync
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_target(true)
+        .with_ansi(false)
+        .flatten_event(true)
+        .finish()
+}
+
+/// Installs the JSON subscriber on stdout for a Lambda binary.
+pub fn init() {
+    let filter = filter_from(
+        std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref(),
+        std::env::var("RUST_LOG").ok().as_deref(),
+    );
+    // A second init (tests) keeps the first subscriber.
+    let _ = tracing::subscriber::set_global_default(subscriber(std::io::stdout, filter));
+}
+
+/// HMAC-SHA256 of the lower-cased address under a deployment key, shortened: the same invitee
+/// gives the same value in every log line, and the value can't be reversed without the key.
+pub struct EmailHasher(Hmac<Sha256>);
+
+impl EmailHasher {
+    pub fn new(key: &[u8]) -> Self {
+        Self(Hmac::new_from_slice(key).expect("HMAC accepts any key length"))
+    }
+
+    pub fn hash(&self, email: &InviteeEmail) -> String {
+        let mut mac = self.0.clone();
+        mac.update(email.as_str().to_ascii_lowercase().as_bytes());
+        let out = mac.finalize().into_bytes();
+        out.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_is_keyed_stable_and_case_insensitive() {
+        let a = InviteeEmail::parse("Ada@partner.example").unwrap();
+        let b = InviteeEmail::parse("ada@PARTNER.example").unwrap();
+        let h = EmailHasher::new(b"k1");
+        assert_eq!(h.hash(&a), h.hash(&b));
+        assert_ne!(h.hash(&a), EmailHasher::new(b"k2").hash(&a));
+        assert_eq!(h.hash(&a).len(), 16);
+        assert!(!h.hash(&a).contains("ada"));
+    }
+
+    #[test]
+    fn lambda_level_wins_and_noisy_crates_stay_capped() {
+        let f = filter_from(Some("DEBUG"), Some("trace")).to_string();
+        assert!(f.starts_with("debug") || f.contains("debug"), "{f}");
+        assert!(f.contains("aws_smithy_runtime=info"));
+        let f = filter_from(None, Some("warn")).to_string();
+        assert!(f.contains("warn"));
+    }
+}
