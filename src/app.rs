@@ -296,7 +296,7 @@ impl App {
                 Err(e) if attempt == 0 && e == inbound::signature::SignatureError::Mismatch => {
                     let fresh = self
                         .secrets
-                        .refresh_after_auth_failure(&creds)
+                        .refresh_after_auth_failure(&creds, crate::secrets::MIN_FORCED_REFRESH)
                         .await
                         .map_err(secret_unavailable)?;
                     if Arc::ptr_eq(&fresh, &creds) {
@@ -503,7 +503,7 @@ impl App {
             Err(GraphError::CredentialRefused(reason)) => {
                 let fresh = self
                     .secrets
-                    .refresh_after_auth_failure(creds)
+                    .refresh_after_auth_failure(creds, Duration::ZERO)
                     .await
                     .map_err(|_| GraphError::CredentialRefused(reason.clone()))?;
                 if Arc::ptr_eq(&fresh, creds) {

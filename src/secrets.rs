@@ -75,9 +75,9 @@ struct Loaded<T> {
     at: Instant,
 }
 
-/// Shortest time between two reads forced by authentication failures, so forged requests
-/// can't turn into a flood of `GetSecretValue` calls.
-const MIN_FORCED_REFRESH: Duration = Duration::from_secs(10);
+/// Shortest time between two reads forced by signature failures, so forged requests can't
+/// turn into a flood of `GetSecretValue` calls.
+pub const MIN_FORCED_REFRESH: Duration = Duration::from_secs(10);
 
 /// A cached, derived view of the secret: `derive` turns the raw values into what the
 /// application uses (decoded keys, channels) once per read, not once per request.
@@ -113,30 +113,34 @@ impl<T: Send + Sync> SecretCache<T> {
     /// # Errors
     /// [`SecretError`] when no usable value has ever been read.
     pub async fn get(&self) -> Result<Arc<T>, SecretError> {
-        if let Some(l) = self.state.read().await.as_ref() {
-            if l.at.elapsed() < self.ttl {
-                return Ok(l.value.clone());
-            }
+        if let Some(l) = self.state.read().await.as_ref()
+            && l.at.elapsed() < self.ttl
+        {
+            return Ok(l.value.clone());
         }
         self.reload(|l| l.at.elapsed() < self.ttl).await
     }
 
     /// Reads the secret again after `stale` failed to authenticate (rotation), unless it was
-    /// already replaced or read very recently. Returns the value to retry with.
+    /// already replaced or read less than `min_age` ago. Returns the value to retry with.
     ///
     /// # Errors
     /// [`SecretError`] when nothing usable can be read.
-    pub async fn refresh_after_auth_failure(&self, stale: &Arc<T>) -> Result<Arc<T>, SecretError> {
-        self.reload(|l| !Arc::ptr_eq(&l.value, stale) || l.at.elapsed() < MIN_FORCED_REFRESH)
+    pub async fn refresh_after_auth_failure(
+        &self,
+        stale: &Arc<T>,
+        min_age: Duration,
+    ) -> Result<Arc<T>, SecretError> {
+        self.reload(|l| !Arc::ptr_eq(&l.value, stale) || l.at.elapsed() < min_age)
             .await
     }
 
     async fn reload(&self, still_good: impl Fn(&Loaded<T>) -> bool) -> Result<Arc<T>, SecretError> {
         let _one_fetch_at_a_time = self.fetch_lock.lock().await;
-        if let Some(l) = self.state.read().await.as_ref() {
-            if still_good(l) {
-                return Ok(l.value.clone());
-            }
+        if let Some(l) = self.state.read().await.as_ref()
+            && still_good(l)
+        {
+            return Ok(l.value.clone());
         }
         match self.fetch().await {
             Ok(v) => {
@@ -153,7 +157,11 @@ impl<T: Send + Sync> SecretCache<T> {
                     Some(l) => {
                         tracing::error!(error = %e, "secret re-read failed; serving the previous value");
                         // Try again after a short pause rather than on every request.
-                        l.at = Instant::now() - self.ttl + MIN_FORCED_REFRESH.min(self.ttl);
+                        // (Instant arithmetic is checked: a fresh microVM's clock starts near zero.)
+                        let now = Instant::now();
+                        l.at = now
+                            .checked_sub(self.ttl.saturating_sub(MIN_FORCED_REFRESH))
+                            .unwrap_or(now);
                         Ok(l.value.clone())
                     }
                     None => Err(e),

@@ -65,7 +65,7 @@ where
         .with_env_filter(filter)
         .with_writer(writer)
         .with_current_span(true)
-        .with_span_list(false)
+        .with_span_list(true)
         .with_target(true)
         .with_ansi(false)
         .flatten_event(true)

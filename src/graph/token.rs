@@ -67,10 +67,10 @@ impl TokenProvider {
     /// can't be reached or answers 5xx.
     pub async fn token(&self, credential: &ClientCredential) -> Result<SecretString, GraphError> {
         let mut cached = self.cached.lock().await;
-        if let Some(c) = cached.as_ref() {
-            if Instant::now() < c.refresh_at {
-                return Ok(c.token.clone());
-            }
+        if let Some(c) = cached.as_ref()
+            && Instant::now() < c.refresh_at
+        {
+            return Ok(c.token.clone());
         }
         let fresh = self.fetch(credential).await?;
         let token = fresh.token.clone();

@@ -1,13 +1,15 @@
 //! The HTTP edge: route, method, size and content type, checked before anything is parsed.
 
+use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt};
 
 use crate::problem::{Problem, ProblemKind};
 
 /// The source named by `POST /webhooks/{source}`.
 ///
-/// Routes on the path as called (`raw_http_path`), so an API Gateway stage prefix
-/// (`/prod/webhooks/generic`) and a Function URL (`/webhooks/generic`) route alike.
+/// Routes on the path as called (`raw_http_path`) less the API Gateway stage: a REST API (v1)
+/// event's path has no stage, but an HTTP API (v2) event on a named stage carries it in
+/// `rawPath` (`/prod/webhooks/generic`), and a Function URL has none.
 pub fn source_name(req: &Request) -> Option<&str> {
     let path = req.raw_http_path();
     let path = if path.is_empty() {
@@ -15,6 +17,16 @@ pub fn source_name(req: &Request) -> Option<&str> {
     } else {
         path
     };
+    let stage = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(c)) => c.stage.as_deref(),
+        Some(RequestContext::ApiGatewayV1(c)) => c.stage.as_deref(),
+        _ => None,
+    };
+    let path = stage
+        .filter(|s| *s != "$default")
+        .and_then(|s| path.strip_prefix('/')?.strip_prefix(s))
+        .filter(|rest| rest.starts_with('/'))
+        .unwrap_or(path);
     let rest = path.strip_prefix("/webhooks/")?;
     let name = rest.strip_suffix('/').unwrap_or(rest);
     (!name.is_empty() && !name.contains('/')).then_some(name)

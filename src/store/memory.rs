@@ -47,14 +47,13 @@ impl MemoryStore {
         self.with(|records| {
             if records.len() >= MAX_RECORDS {
                 records.retain(|_, r| now.duration_since(r.touched) < retention);
-                if records.len() >= MAX_RECORDS {
-                    if let Some(oldest) = records
+                if records.len() >= MAX_RECORDS
+                    && let Some(oldest) = records
                         .iter()
                         .min_by_key(|(_, r)| r.touched)
                         .map(|(k, _)| k.clone())
-                    {
-                        records.remove(&oldest);
-                    }
+                {
+                    records.remove(&oldest);
                 }
             }
             let r = records.entry(key.clone()).or_insert_with(|| Record {
@@ -94,10 +93,10 @@ impl MemoryStore {
 
     pub fn record_delivered(&self, key: &EventKey, channel: ChannelKind) {
         self.with(|records| {
-            if let Some(r) = records.get_mut(key) {
-                if !r.progress.delivered.contains(&channel) {
-                    r.progress.delivered.push(channel);
-                }
+            if let Some(r) = records.get_mut(key)
+                && !r.progress.delivered.contains(&channel)
+            {
+                r.progress.delivered.push(channel);
             }
         });
     }

@@ -1,0 +1,576 @@
+//! A Microsoft Graph + identity platform emulator for the invitation flow, strict about the
+//! documented contract:
+//!
+//! - `POST /{tenant}/oauth2/v2.0/token` (client credentials; form body; `scope` must be
+//!   `{graph}/.default`, else `invalid_scope` AADSTS1002012; wrong secret → 401 `invalid_client`
+//!   AADSTS7000215; unknown tenant → 400 AADSTS90002),
+//! - `POST /v1.0/invitations` (bearer token issued here and unexpired; JSON object with only
+//!   properties of the `invitation` resource, each of its documented type;
+//!   `invitedUserEmailAddress` and `inviteRedirectUrl` required; the email obeys the forbidden
+//!   character rules; answers `201` with the invitation, `inviteRedeemUrl` and `invitedUser`).
+//!
+//! Faults can be queued for the next calls. Every call is recorded for assertions.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use base64::Engine;
+use serde_json::{Value, json};
+
+/// A fault to answer the next call with, instead of the normal behaviour.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// An error response with a Graph error body (`error.code`, a message that echoes the
+    /// invitee's email as real Graph messages can) and an optional `Retry-After`.
+    Status {
+        status: u16,
+        code: &'static str,
+        retry_after: Option<u64>,
+    },
+    /// `201` with an invitation body lacking `inviteRedeemUrl`.
+    NoRedeemUrl,
+    /// Wait this long, then behave normally.
+    Delay(Duration),
+}
+
+/// One `POST /v1.0/invitations` as received.
+#[derive(Debug, Clone)]
+pub struct InvitationCall {
+    pub authorization: Option<String>,
+    pub body: Value,
+    /// The status the emulator answered.
+    pub status: u16,
+}
+
+/// One token request as received (form fields).
+#[derive(Debug, Clone)]
+pub struct TokenCall {
+    pub tenant: String,
+    pub form: HashMap<String, String>,
+    pub status: u16,
+}
+
+#[derive(Default)]
+struct Inner {
+    client_secrets: Vec<String>,
+    tokens: HashMap<String, Instant>,
+    users: HashMap<String, String>,
+    invitation_faults: VecDeque<Fault>,
+    token_faults: VecDeque<Fault>,
+    invitation_calls: Vec<InvitationCall>,
+    token_calls: Vec<TokenCall>,
+    redeem_urls: Vec<String>,
+}
+
+/// The emulator's fixed identity.
+#[derive(Debug, Clone)]
+pub struct GraphSettings {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub token_lifetime: Duration,
+}
+
+impl Default for GraphSettings {
+    fn default() -> Self {
+        Self {
+            tenant_id: "7b8f2c1e-0d4a-4e6b-9c3f-5a1d2e3f4a5b".into(),
+            client_id: "3c9a1f7e-2b4d-4c8e-a1f3-9e8d7c6b5a40".into(),
+            client_secret: "emulator-client-secret-value".into(),
+            token_lifetime: Duration::from_secs(3599),
+        }
+    }
+}
+
+struct Shared {
+    settings: GraphSettings,
+    base_url: String,
+    inner: Mutex<Inner>,
+}
+
+/// A running emulator on a loopback port.
+#[derive(Clone)]
+pub struct GraphEmulator {
+    pub url: String,
+    shared: Arc<Shared>,
+}
+
+impl GraphEmulator {
+    /// Binds `127.0.0.1:port` (0 for any free port) and serves in the background.
+    pub async fn start(settings: GraphSettings, port: u16) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                client_secrets: vec![settings.client_secret.clone()],
+                ..Inner::default()
+            }),
+            settings,
+            base_url: url.clone(),
+        });
+        let app = Router::new()
+            .route("/{tenant}/oauth2/v2.0/token", post(token))
+            .route("/v1.0/invitations", post(invitations))
+            .with_state(shared.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { url, shared })
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.shared.inner.lock().unwrap()
+    }
+
+    pub fn settings(&self) -> &GraphSettings {
+        &self.shared.settings
+    }
+
+    /// Queues a fault for the next invitation call(s).
+    pub fn fail_next_invitation(&self, fault: Fault) {
+        self.inner().invitation_faults.push_back(fault);
+    }
+
+    /// Queues a fault for the next token call(s).
+    pub fn fail_next_token(&self, fault: Fault) {
+        self.inner().token_faults.push_back(fault);
+    }
+
+    /// Replaces the accepted client secrets (rotation).
+    pub fn set_client_secrets(&self, secrets: &[&str]) {
+        self.inner().client_secrets = secrets.iter().map(|s| (*s).to_owned()).collect();
+    }
+
+    /// Forgets every issued token, as if they had all expired.
+    pub fn revoke_tokens(&self) {
+        self.inner().tokens.clear();
+    }
+
+    pub fn invitation_calls(&self) -> Vec<InvitationCall> {
+        self.inner().invitation_calls.clone()
+    }
+
+    /// Invitations actually created (201).
+    pub fn created(&self) -> Vec<InvitationCall> {
+        self.invitation_calls()
+            .into_iter()
+            .filter(|c| c.status == 201)
+            .collect()
+    }
+
+    pub fn token_calls(&self) -> Vec<TokenCall> {
+        self.inner().token_calls.clone()
+    }
+
+    /// Every access token issued.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.inner().tokens.keys().cloned().collect()
+    }
+
+    /// Every redeem URL handed out.
+    pub fn redeem_urls(&self) -> Vec<String> {
+        self.inner().redeem_urls.clone()
+    }
+}
+
+fn graph_error(status: u16, code: &str, message: &str) -> Response {
+    let body = json!({"error": {
+        "code": code,
+        "message": message,
+        "innerError": {"date": "2026-11-21T10:00:00", "request-id": uuid::Uuid::new_v4().to_string()}
+    }});
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+fn oauth_error(status: u16, error: &str, aadsts: &str, description: &str) -> Response {
+    let body = json!({
+        "error": error,
+        "error_description": format!("{aadsts}: {description}"),
+        "error_codes": [aadsts.trim_start_matches("AADSTS").parse::<u64>().unwrap_or(0)],
+        "timestamp": "2026-11-21 10:00:00Z",
+        "trace_id": uuid::Uuid::new_v4().to_string(),
+        "correlation_id": uuid::Uuid::new_v4().to_string(),
+    });
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+async fn token(
+    State(s): State<Arc<Shared>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let fault = s.inner.lock().unwrap().token_faults.pop_front();
+    let form: HashMap<String, String> = url_form(&body);
+    let record = |status: u16| {
+        s.inner.lock().unwrap().token_calls.push(TokenCall {
+            tenant: tenant.clone(),
+            form: form.clone(),
+            status,
+        });
+    };
+    match fault {
+        Some(Fault::Status {
+            status,
+            code,
+            retry_after,
+        }) => {
+            record(status);
+            let mut r = oauth_error(status, code, "AADSTS50000", "injected fault");
+            if let Some(ra) = retry_after {
+                r.headers_mut().insert("retry-after", ra.into());
+            }
+            return r;
+        }
+        Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        Some(Fault::NoRedeemUrl) | None => {}
+    }
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.starts_with("application/x-www-form-urlencoded") {
+        record(400);
+        return oauth_error(
+            400,
+            "invalid_request",
+            "AADSTS900144",
+            "The request body must contain the following parameter: 'grant_type'.",
+        );
+    }
+    if tenant != s.settings.tenant_id {
+        record(400);
+        return oauth_error(400, "invalid_request", "AADSTS90002", "Tenant not found.");
+    }
+    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+        record(400);
+        return oauth_error(
+            400,
+            "unsupported_grant_type",
+            "AADSTS70003",
+            "The app requested an unsupported grant type.",
+        );
+    }
+    if form.get("client_id") != Some(&s.settings.client_id) {
+        record(400);
+        return oauth_error(
+            400,
+            "unauthorized_client",
+            "AADSTS700016",
+            "Application not found in the directory.",
+        );
+    }
+    let expected_scope = format!("{}/.default", s.base_url);
+    match form.get("scope") {
+        Some(scope) if scope == &expected_scope => {}
+        Some(scope) if !scope.ends_with("/.default") => {
+            record(400);
+            return oauth_error(
+                400,
+                "invalid_scope",
+                "AADSTS1002012",
+                "The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier.",
+            );
+        }
+        _ => {
+            record(400);
+            return oauth_error(
+                400,
+                "invalid_scope",
+                "AADSTS500011",
+                "The resource principal was not found in the tenant.",
+            );
+        }
+    }
+    let secret_ok = {
+        let inner = s.inner.lock().unwrap();
+        form.get("client_secret")
+            .is_some_and(|c| inner.client_secrets.contains(c))
+    };
+    if !secret_ok {
+        record(401);
+        return oauth_error(
+            401,
+            "invalid_client",
+            "AADSTS7000215",
+            "Invalid client secret provided.",
+        );
+    }
+    let token = fake_jwt(&s.settings);
+    let lifetime = s.settings.token_lifetime;
+    {
+        let mut inner = s.inner.lock().unwrap();
+        inner
+            .tokens
+            .insert(token.clone(), Instant::now() + lifetime);
+    }
+    record(200);
+    axum::Json(json!({
+        "token_type": "Bearer",
+        "expires_in": lifetime.as_secs(),
+        "ext_expires_in": lifetime.as_secs(),
+        "access_token": token,
+    }))
+    .into_response()
+}
+
+fn url_form(body: &[u8]) -> HashMap<String, String> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+/// A JWT-shaped opaque token (`eyJ…`), unique per issue.
+fn fake_jwt(settings: &GraphSettings) -> String {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(br#"{"typ":"JWT","alg":"RS256","kid":"emulator"}"#);
+    let claims = b64.encode(
+        json!({"aud": "https://graph.microsoft.com", "tid": settings.tenant_id, "appid": settings.client_id,
+               "roles": ["User.Invite.All"], "jti": uuid::Uuid::new_v4().to_string()})
+        .to_string(),
+    );
+    let sig = b64.encode(uuid::Uuid::new_v4().as_bytes());
+    format!("{header}.{claims}.{sig}")
+}
+
+/// Properties of the `invitation` resource a client may send, with their types.
+const INVITATION_PROPERTIES: &[(&str, &str)] = &[
+    ("invitedUserDisplayName", "string"),
+    ("invitedUserEmailAddress", "string"),
+    ("invitedUserMessageInfo", "object"),
+    ("sendInvitationMessage", "boolean"),
+    ("inviteRedirectUrl", "string"),
+    ("resetRedemption", "boolean"),
+    ("invitedUser", "object"),
+    ("invitedUserType", "string"),
+    ("invitedUserSponsors", "array"),
+];
+
+const FORBIDDEN: &[char] = &[
+    '~', '!', '#', '$', '%', '^', '&', '*', '(', ')', '+', '=', '[', ']', '{', '}', '\\', '/', '|',
+    ';', ':', '"', '<', '>', '?', ',',
+];
+
+async fn invitations(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (status, response) = invitation_response(&s, &headers, &parsed).await;
+    s.inner
+        .lock()
+        .unwrap()
+        .invitation_calls
+        .push(InvitationCall {
+            authorization,
+            body: parsed,
+            status,
+        });
+    response
+}
+
+async fn invitation_response(s: &Shared, headers: &HeaderMap, body: &Value) -> (u16, Response) {
+    let fault = { s.inner.lock().unwrap().invitation_faults.pop_front() };
+    let email_for_messages = body
+        .get("invitedUserEmailAddress")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let mut strip_redeem = false;
+    match fault {
+        Some(Fault::Status {
+            status,
+            code,
+            retry_after,
+        }) => {
+            let mut r = graph_error(
+                status,
+                code,
+                &format!("Injected failure while inviting {email_for_messages}."),
+            );
+            if let Some(ra) = retry_after {
+                r.headers_mut().insert("retry-after", ra.into());
+            }
+            return (status, r);
+        }
+        Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        Some(Fault::NoRedeemUrl) => strip_redeem = true,
+        None => {}
+    }
+
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let valid = token.is_some_and(|t| {
+        s.inner
+            .lock()
+            .unwrap()
+            .tokens
+            .get(t)
+            .is_some_and(|exp| *exp > Instant::now())
+    });
+    if !valid {
+        return (
+            401,
+            graph_error(
+                401,
+                "InvalidAuthenticationToken",
+                "Access token is empty or invalid.",
+            ),
+        );
+    }
+    if !headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"))
+    {
+        return (
+            415,
+            graph_error(
+                415,
+                "UnsupportedMediaType",
+                "Content-Type must be application/json.",
+            ),
+        );
+    }
+    let Some(obj) = body.as_object() else {
+        return (
+            400,
+            graph_error(400, "BadRequest", "Empty or invalid payload."),
+        );
+    };
+    for (k, v) in obj {
+        let Some((_, ty)) = INVITATION_PROPERTIES.iter().find(|(name, _)| name == k) else {
+            return (
+                400,
+                graph_error(
+                    400,
+                    "BadRequest",
+                    &format!("Property '{k}' does not exist on type 'microsoft.graph.invitation'."),
+                ),
+            );
+        };
+        let ok = match *ty {
+            "string" => v.is_string() || v.is_null(),
+            "boolean" => v.is_boolean(),
+            "object" => v.is_object(),
+            "array" => v.is_array(),
+            _ => false,
+        };
+        if !ok {
+            return (
+                400,
+                graph_error(
+                    400,
+                    "BadRequest",
+                    &format!("Cannot convert the literal to the expected type for '{k}'."),
+                ),
+            );
+        }
+    }
+    let Some(email) = obj.get("invitedUserEmailAddress").and_then(Value::as_str) else {
+        return (
+            400,
+            graph_error(
+                400,
+                "BadRequest",
+                "Required property 'invitedUserEmailAddress' is missing.",
+            ),
+        );
+    };
+    if obj
+        .get("inviteRedirectUrl")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        return (
+            400,
+            graph_error(
+                400,
+                "BadRequest",
+                "Required property 'inviteRedirectUrl' is missing.",
+            ),
+        );
+    }
+    let local = email.split('@').next().unwrap_or("");
+    if email.contains(FORBIDDEN)
+        || email.matches('@').count() != 1
+        || local.starts_with(['.', '-'])
+        || local.ends_with(['.', '-'])
+    {
+        return (
+            400,
+            graph_error(
+                400,
+                "BadRequest",
+                &format!("The email address '{email}' is invalid."),
+            ),
+        );
+    }
+    if let Some(t) = obj.get("invitedUserType").and_then(Value::as_str)
+        && t != "Guest"
+        && t != "Member"
+    {
+        {
+            return (
+                400,
+                graph_error(
+                    400,
+                    "BadRequest",
+                    "invitedUserType must be Guest or Member.",
+                ),
+            );
+        }
+    }
+    let user_id = {
+        let mut inner = s.inner.lock().unwrap();
+        inner
+            .users
+            .entry(email.to_ascii_lowercase())
+            .or_insert_with(|| uuid::Uuid::new_v4().to_string())
+            .clone()
+    };
+    let ticket = uuid::Uuid::new_v4().simple().to_string();
+    let redeem = format!(
+        "https://login.microsoftonline.com/redeem?rd=https%3a%2f%2finvitations.microsoft.com%2fredeem%2f%3ftenant%3d{}%26user%3d{}%26ticket%3d{}%26ver%3d2.0",
+        s.settings.tenant_id, user_id, ticket
+    );
+    s.inner.lock().unwrap().redeem_urls.push(redeem.clone());
+    let upn = format!("{}#EXT#@emulator.onmicrosoft.com", email.replace('@', "_"));
+    let mut out = json!({
+        "@odata.context": format!("{}/v1.0/$metadata#invitations/$entity", s.base_url),
+        "id": uuid::Uuid::new_v4().to_string(),
+        "inviteRedeemUrl": redeem,
+        "invitedUserDisplayName": obj.get("invitedUserDisplayName").cloned().unwrap_or(Value::Null),
+        "invitedUserType": obj.get("invitedUserType").cloned().unwrap_or(json!("Guest")),
+        "invitedUserEmailAddress": email,
+        "sendInvitationMessage": obj.get("sendInvitationMessage").cloned().unwrap_or(json!(false)),
+        "resetRedemption": obj.get("resetRedemption").cloned().unwrap_or(json!(false)),
+        "inviteRedirectUrl": obj.get("inviteRedirectUrl").cloned(),
+        "status": "PendingAcceptance",
+        "invitedUserMessageInfo": {"messageLanguage": null, "customizedMessageBody": null, "ccRecipients": []},
+        "invitedUser": {"id": user_id, "userPrincipalName": upn},
+    });
+    if strip_redeem {
+        out.as_object_mut().unwrap().remove("inviteRedeemUrl");
+    }
+    (201, (StatusCode::CREATED, axum::Json(out)).into_response())
+}

@@ -1,0 +1,131 @@
+//! A local stand-in for a delivery channel (a Slack incoming webhook, an outbound webhook
+//! endpoint): records every request, answers like the real service, and can fail on command.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+
+/// One request as received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// The status answered.
+    pub status: u16,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// What to answer the next request with.
+#[derive(Debug, Clone)]
+pub enum ReceiverFault {
+    Status(u16),
+    Delay(Duration),
+}
+
+type Printer = Arc<dyn Fn(&Received) + Send + Sync>;
+
+struct Shared {
+    received: Mutex<Vec<Received>>,
+    faults: Mutex<VecDeque<ReceiverFault>>,
+    printer: Option<Printer>,
+}
+
+/// A running receiver on a loopback port.
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    shared: Arc<Shared>,
+}
+
+impl Receiver {
+    /// Binds `127.0.0.1:port` (0 for any free port). `printer` is called for each request.
+    pub async fn start(port: u16, printer: Option<Printer>) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let shared = Arc::new(Shared {
+            received: Mutex::default(),
+            faults: Mutex::default(),
+            printer,
+        });
+        let app = Router::new().fallback(receive).with_state(shared.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { url, shared })
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.shared.received.lock().unwrap().clone()
+    }
+
+    /// Requests answered 2xx.
+    pub fn delivered(&self) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .collect()
+    }
+
+    pub fn fail_next(&self, fault: ReceiverFault) {
+        self.shared.faults.lock().unwrap().push_back(fault);
+    }
+}
+
+async fn receive(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let fault = s.faults.lock().unwrap().pop_front();
+    let mut status = 200;
+    match fault {
+        Some(ReceiverFault::Status(code)) => status = code,
+        Some(ReceiverFault::Delay(d)) => tokio::time::sleep(d).await,
+        None => {}
+    }
+    let r = Received {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+            .collect(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+        status,
+    };
+    if let Some(p) = &s.printer {
+        p(&r);
+    }
+    s.received.lock().unwrap().push(r);
+    // Slack answers a plain "ok"; generic receivers any 2xx.
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    (
+        code,
+        if status == 200 {
+            "ok"
+        } else {
+            "injected failure"
+        },
+    )
+        .into_response()
+}

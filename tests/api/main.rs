@@ -1,0 +1,9 @@
+//! End-to-end tests: real `events/` files parsed by lambda_http, the real handler, the Graph
+//! emulator, the AWS emulator (moto_server) for Secrets Manager, and local channel receivers.
+
+mod helpers;
+
+mod generic;
+mod graph_errors;
+mod refusals;
+mod startup;
