@@ -64,7 +64,7 @@ where
         .json()
         .with_env_filter(filter)
         .with_writer(writer)
-        .with_current_span(true)
+        .with_current_span(false)
         .with_span_list(true)
         .with_target(true)
         .with_ansi(false)

@@ -529,16 +529,14 @@ async fn invitation_response(s: &Shared, headers: &HeaderMap, body: &Value) -> (
         && t != "Guest"
         && t != "Member"
     {
-        {
-            return (
+        return (
+            400,
+            graph_error(
                 400,
-                graph_error(
-                    400,
-                    "BadRequest",
-                    "invitedUserType must be Guest or Member.",
-                ),
-            );
-        }
+                "BadRequest",
+                "invitedUserType must be Guest or Member.",
+            ),
+        );
     }
     let user_id = {
         let mut inner = s.inner.lock().unwrap();

@@ -2,9 +2,11 @@
 //!
 //! ```text
 //! devkit serve --graph-port 4010 --receiver-port 4020 [--delivery-secret whsec_...]
-//! devkit sign  --secret whsec_... events/function-url-generic.json      # signed event on stdout
-//! devkit send  --secret whsec_... --url http://127.0.0.1:9000/lambda-url/webhook/webhooks/generic events/function-url-generic.json
+//! devkit sign  --secret whsec_... [--set-id ID] events/function-url-generic.json   # signed event on stdout
+//! devkit send  --secret whsec_... [--set-id ID] --url http://127.0.0.1:9000/lambda-url/webhook/webhooks/generic events/function-url-generic.json
 //! ```
+//!
+//! `--set-id` replaces the body's top-level `id` first (a new event from the same sample).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,7 +51,7 @@ async fn main() {
                 flags.get("secret").unwrap_or_else(|| usage()),
                 positional.first().unwrap_or_else(|| usage()),
             );
-            let mut event = read_event(file);
+            let mut event = load(file, &flags);
             events::sign_event(&mut event, secret);
             println!("{}", serde_json::to_string_pretty(&event).expect("JSON"));
         }
@@ -57,10 +59,25 @@ async fn main() {
             let secret = flags.get("secret").unwrap_or_else(|| usage());
             let url = flags.get("url").unwrap_or_else(|| usage());
             let file = positional.first().unwrap_or_else(|| usage());
-            std::process::exit(send(secret, url, file).await);
+            std::process::exit(send(secret, url, load(file, &flags)).await);
         }
         _ => usage(),
     }
+}
+
+/// Reads an event file, replacing the body's `id` when `--set-id` is given.
+fn load(file: &str, flags: &HashMap<String, String>) -> serde_json::Value {
+    let mut event = read_event(file);
+    if let Some(id) = flags.get("set-id") {
+        let mut body: serde_json::Value = serde_json::from_slice(&events::event_body(&event))
+            .unwrap_or_else(|e| {
+                eprintln!("{file}: the body is not JSON: {e}");
+                std::process::exit(1)
+            });
+        body["id"] = serde_json::Value::String(id.clone());
+        events::set_event_body(&mut event, &body.to_string());
+    }
+    event
 }
 
 fn read_event(file: &str) -> serde_json::Value {
@@ -75,8 +92,7 @@ fn read_event(file: &str) -> serde_json::Value {
 }
 
 /// Posts the event's body, as a CRM would, with a fresh signature. Exit code 0 on 2xx.
-async fn send(secret: &str, url: &str, file: &str) -> i32 {
-    let event = read_event(file);
+async fn send(secret: &str, url: &str, event: serde_json::Value) -> i32 {
     let body = events::event_body(&event);
     let mut req = reqwest::Client::new()
         .post(url)
