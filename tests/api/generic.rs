@@ -284,3 +284,55 @@ fn event_id_of(line: &Value) -> Option<&str> {
         .iter()
         .find_map(|s| s["event_id"].as_str())
 }
+
+/// The README's example: a new field layout is configuration, not code.
+#[tokio::test]
+async fn a_custom_source_maps_another_layout_without_code() {
+    let config = r#"
+[sources.crm-flow]
+preset = "generic"
+secrets = ["crm_flow_signing_secret"]
+filter = "event.stage == 'closed-won' and 'partner' in event.tags"
+
+[sources.crm-flow.map]
+event_id = "event.dealId"
+event_type = "event.stage"
+email = "event.contact.email"
+display_name = "event.contact.firstName ~ ' ' ~ event.contact.lastName"
+"#;
+    let key = "whsec_dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ==";
+    let mut secret = serde_json::Map::new();
+    secret.insert("crm_flow_signing_secret".into(), key.into());
+    let t = spawn_app_with(Options {
+        secret,
+        env: vec![("RELAY_CONFIG", config.into())],
+    })
+    .await;
+
+    let send = |body: Value| {
+        let mut e = load_event("function-url-generic.json");
+        e["rawPath"] = "/webhooks/crm-flow".into();
+        devkit::events::set_event_body(&mut e, &body.to_string());
+        devkit::events::sign_event(&mut e, key);
+        e
+    };
+    let won = json!({"dealId": 4711, "stage": "closed-won", "tags": ["partner", "emea"],
+                     "contact": {"email": SAMPLE_EMAIL, "firstName": "Ada", "lastName": "Lovelace"}});
+    let a = t.send_event(&send(won.clone())).await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    assert_eq!(a.body["eventId"], "4711");
+    let call = &t.graph.invitation_calls()[0].body;
+    assert_eq!(call["invitedUserDisplayName"], "Ada Lovelace");
+    assert_eq!(call["invitedUserEmailAddress"], SAMPLE_EMAIL);
+
+    let mut lost = won.clone();
+    lost["dealId"] = 4712.into();
+    lost["stage"] = "closed-lost".into();
+    assert_eq!(t.send_event(&send(lost)).await.body["status"], "ignored");
+
+    // The generic source's key does not open the new source.
+    let mut forged = send(won);
+    devkit::events::sign_event(&mut forged, WEBHOOK_SECRET);
+    t.send_event(&forged).await.assert_problem(401, "signature");
+    assert_eq!(t.graph.invitation_calls().len(), 1);
+}
