@@ -254,6 +254,16 @@ impl App {
             })?;
         let body = inbound::http::checked_body(req, self.config.max_body_bytes)?;
         let creds = self.verified(source, req, body).await?;
+        let delivery_id = source.scheme.delivery_id(req.headers());
+        if let Some(id) = &delivery_id
+            && let Some((key, progress)) = self.store.completed_delivery(&source.name, id).await
+        {
+            tracing::info!(source = %source.name, event_id = %key.event_id, "replayed delivery answered as a duplicate");
+            return Ok(Outcome::Duplicate {
+                event_id: key.event_id,
+                progress,
+            });
+        }
         let parsed =
             inbound::json::parse(body).map_err(|e| Problem::new(ProblemKind::Malformed, e))?;
         let event = match source.interpret(&parsed).map_err(unprocessable)? {
@@ -270,7 +280,7 @@ impl App {
         async {
             let plan = self.plan(source, event, &creds)?;
             tracing::info!(invitee = %creds.hasher.hash(&plan.request.invited_user_email_address), "event accepted");
-            self.run(plan, creds, lock_duration(req)).await
+            self.run(plan, creds, lock_duration(req), delivery_id.as_deref()).await
         }
         .instrument(span)
         .await
@@ -284,6 +294,31 @@ impl App {
         body: &[u8],
     ) -> Result<Arc<Credentials>, Problem> {
         let refused = || Problem::new(ProblemKind::Signature, "signature verification failed");
+        let uri = match (&self.config.public_base_url, source.scheme.signs_uri()) {
+            (Some(base), true) => {
+                let query = req
+                    .uri()
+                    .query()
+                    .map(|q| format!("?{q}"))
+                    .unwrap_or_default();
+                format!(
+                    "{}/webhooks/{}{query}",
+                    base.as_str().trim_end_matches('/'),
+                    source.name
+                )
+            }
+            _ => req.uri().to_string(),
+        };
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let signed = inbound::signature::Signed {
+            headers: req.headers(),
+            body,
+            method: req.method().as_str(),
+            uri: &uri,
+            now_unix,
+        };
         let mut creds = self.secrets.get().await.map_err(secret_unavailable)?;
         for attempt in 0..2 {
             let keys = creds
@@ -291,7 +326,7 @@ impl App {
                 .get(&source.name)
                 .map(Vec::as_slice)
                 .unwrap_or_default();
-            match source.scheme.verify(keys, req.headers(), body) {
+            match source.scheme.verify(keys, &signed) {
                 Ok(()) => return Ok(creds),
                 Err(e) if attempt == 0 && e == inbound::signature::SignatureError::Mismatch => {
                     let fresh = self
@@ -316,9 +351,11 @@ impl App {
 
     /// Validates every value the invitation and delivery need, before anything leaves.
     fn plan(&self, source: &Source, event: CrmEvent, creds: &Credentials) -> Result<Plan, Problem> {
-        let email = InviteeEmail::parse(&event.email).map_err(|rule| {
-            Problem::new(ProblemKind::InvalidInvitee, rule.to_string()).with("field", "email")
-        })?;
+        let email = InviteeEmail::parse(&event.email)
+            .and_then(|e| self.config.invitee_domains.check(&e).map(|()| e))
+            .map_err(|rule| {
+                Problem::new(ProblemKind::InvalidInvitee, rule.to_string()).with("field", "email")
+            })?;
         let user_type = match event.user_type.as_deref() {
             None => UserType::Guest,
             Some(raw) => UserType::parse(raw).ok_or_else(|| {
@@ -404,6 +441,7 @@ impl App {
         plan: Plan,
         creds: Arc<Credentials>,
         lock_for: Duration,
+        delivery_id: Option<&str>,
     ) -> Result<Outcome, Problem> {
         let event_id = plan.key.event_id.clone();
         let progress = match self.store.claim(&plan.key, lock_for).await {
@@ -484,6 +522,11 @@ impl App {
             return Err(delivery_problem(&invitation, &delivered, &failed));
         }
         self.store.complete(&plan.key).await;
+        if let Some(id) = delivery_id {
+            self.store
+                .remember_delivery(&plan.key.source, id, &plan.key)
+                .await;
+        }
         Ok(Outcome::Invited {
             event_id,
             invitation_id: invitation.id,
@@ -539,7 +582,13 @@ fn unprocessable(e: MapError) -> Problem {
         }
         MapError::Filter(_) => None,
     };
-    let p = Problem::new(ProblemKind::Unprocessable, e.to_string());
+    // A value of the wrong type is a malformed request (400); a missing or unusable one is an
+    // event we can't process (422).
+    let kind = match &e {
+        MapError::WrongType(..) => ProblemKind::Malformed,
+        _ => ProblemKind::Unprocessable,
+    };
+    let p = Problem::new(kind, e.to_string());
     match field {
         Some(f) => p.with("field", f),
         None => p,

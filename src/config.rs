@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
-use crate::domain::{RedirectPolicy, RedirectUrl};
+use crate::domain::{DomainPolicy, RedirectPolicy, RedirectUrl};
 use crate::inbound::{Source, SourceSpec};
 
 /// Built-in source presets, compiled into the binary. `RELAY_CONFIG` may add sources or
@@ -21,10 +21,15 @@ pub struct Config {
     pub secret_ttl: Duration,
     pub graph: GraphConfig,
     pub redirect: RedirectPolicy,
+    /// `INVITEE_DOMAIN_ALLOWLIST`, `INVITEE_DOMAIN_DENYLIST`, `TENANT_VERIFIED_DOMAINS`.
+    pub invitee_domains: DomainPolicy,
     pub allow_member_invitations: bool,
     pub max_body_bytes: usize,
     pub outbound_timeout: Duration,
     pub delivery_allow_private_networks: bool,
+    /// The public base URL senders call, when it differs from the Function URL's own host
+    /// (custom domain, CloudFront); HubSpot v3 signs the full URI (`PUBLIC_BASE_URL`).
+    pub public_base_url: Option<Url>,
     pub sources: BTreeMap<String, Source>,
 }
 
@@ -130,6 +135,11 @@ impl Config {
             )?),
             graph,
             redirect: RedirectPolicy::new(default_redirect, allowlist),
+            invitee_domains: DomainPolicy::new(
+                list(var("INVITEE_DOMAIN_ALLOWLIST")),
+                list(var("INVITEE_DOMAIN_DENYLIST")),
+                list(var("TENANT_VERIFIED_DOMAINS")),
+            ),
             allow_member_invitations: flag(
                 "ALLOW_MEMBER_INVITATIONS",
                 var("ALLOW_MEMBER_INVITATIONS"),
@@ -150,9 +160,34 @@ impl Config {
                 "DELIVERY_ALLOW_PRIVATE_NETWORKS",
                 var("DELIVERY_ALLOW_PRIVATE_NETWORKS"),
             )?,
+            public_base_url: var("PUBLIC_BASE_URL")
+                .map(|v| {
+                    Url::parse(&v)
+                        .ok()
+                        .filter(|u| {
+                            u.scheme() == "https" && u.query().is_none() && u.username().is_empty()
+                        })
+                        .ok_or_else(|| {
+                            ConfigError(
+                                "PUBLIC_BASE_URL must be an https URL without query or credentials"
+                                    .into(),
+                            )
+                        })
+                })
+                .transpose()?,
             sources: load_sources(var("RELAY_CONFIG").as_deref())?,
         })
     }
+}
+
+/// A comma-separated list.
+fn list(v: Option<String>) -> Vec<String> {
+    v.unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn tenant(v: &str) -> Result<String, ConfigError> {

@@ -79,3 +79,84 @@ pub fn sign_event(event: &mut Value, secret: &str) {
         set_event_header(event, k, &v);
     }
 }
+
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    use hmac::{Hmac, Mac};
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+    for p in parts {
+        m.update(p);
+    }
+    m.finalize().into_bytes().to_vec()
+}
+
+/// HubSpot v3 headers for `method` + `uri` + `body` at `ts_ms` (milliseconds).
+pub fn hubspot_v3_headers(
+    secret: &str,
+    method: &str,
+    uri: &str,
+    body: &[u8],
+    ts_ms: i64,
+) -> Vec<(&'static str, String)> {
+    let ts = ts_ms.to_string();
+    let tag = hmac_sha256(
+        secret.as_bytes(),
+        &[method.as_bytes(), uri.as_bytes(), body, ts.as_bytes()],
+    );
+    vec![
+        (
+            "x-hubspot-signature-v3",
+            base64::engine::general_purpose::STANDARD.encode(tag),
+        ),
+        ("x-hubspot-request-timestamp", ts),
+    ]
+}
+
+/// Zendesk headers: base64 HMAC of body + timestamp, timestamp as RFC 3339 at `unix` seconds.
+pub fn zendesk_headers(secret: &str, body: &[u8], unix: i64) -> Vec<(&'static str, String)> {
+    let ts = time::OffsetDateTime::from_unix_timestamp(unix)
+        .expect("valid time")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formattable");
+    let tag = hmac_sha256(secret.as_bytes(), &[body, ts.as_bytes()]);
+    vec![
+        (
+            "x-zendesk-webhook-signature",
+            base64::engine::general_purpose::STANDARD.encode(tag),
+        ),
+        ("x-zendesk-webhook-signature-timestamp", ts),
+        (
+            "x-zendesk-webhook-invocation-id",
+            format!("{}", uuid::Uuid::new_v4().as_u128() % 1_000_000_000_000),
+        ),
+    ]
+}
+
+/// GitHub-style `X-Hub-Signature-256` header.
+pub fn hub_signature_headers(secret: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "x-hub-signature-256",
+            format!(
+                "sha256={}",
+                hex::encode(hmac_sha256(secret.as_bytes(), &[body]))
+            ),
+        ),
+        ("x-github-delivery", uuid::Uuid::new_v4().to_string()),
+    ]
+}
+
+/// `Authorization: Basic` for `user:password`.
+pub fn basic_header(user_password: &str) -> Vec<(&'static str, String)> {
+    vec![(
+        "authorization",
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(user_password)
+        ),
+    )]
+}
+
+/// `Authorization: Bearer`.
+pub fn bearer_header(token: &str) -> Vec<(&'static str, String)> {
+    vec![("authorization", format!("Bearer {token}"))]
+}

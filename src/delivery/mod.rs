@@ -84,12 +84,12 @@ impl Channel {
             let key = values.get("delivery_signing_secret").ok_or(
                 "secret key delivery_signing_secret is required with delivery_webhook_url",
             )?;
-            let signer = crate::inbound::signature::Scheme::StandardWebhooks
-                .key(key)
-                .map_err(|e| format!("secret key delivery_signing_secret: {e}"))
-                .map(|k| match k {
-                    crate::inbound::signature::Key::StandardWebhooks(w) => w,
-                })?;
+            let raw = key.expose_secret();
+            let signer = raw
+                .starts_with("whsec_")
+                .then(|| standardwebhooks::Webhook::new(raw).ok())
+                .flatten()
+                .ok_or("secret key delivery_signing_secret: must be whsec_ followed by base64")?;
             out.push(Channel::Webhook { url, signer });
         }
         if out.is_empty() {

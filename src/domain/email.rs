@@ -22,7 +22,9 @@ pub enum EmailRule {
     TooLong,
     #[error("the email address contains white space or control characters")]
     Whitespace,
-    #[error("the email address contains non-ASCII characters, which are not supported")]
+    #[error(
+        "the email address contains non-ASCII characters; internationalised addresses are not supported (write the domain in its xn-- form)"
+    )]
     NonAscii,
     #[error("the email address contains '{0}', which Microsoft Graph does not permit")]
     ForbiddenCharacter(char),
@@ -34,6 +36,65 @@ pub enum EmailRule {
     LocalPart,
     #[error("the domain (after '@') is not a valid internet domain name")]
     Domain,
+    #[error("the email domain is not on the invitee domain allowlist")]
+    DomainNotAllowed,
+    #[error("the email domain is on the invitee domain denylist")]
+    DomainDenied,
+    #[error(
+        "the email domain is one of the tenant's own verified domains; its users are members, not guests"
+    )]
+    OwnDomain,
+}
+
+/// Which invitee domains may be invited: an optional allowlist, a denylist, and the tenant's own
+/// verified domains (never invited as guests). Entries match the domain and its subdomains.
+#[derive(Debug, Clone, Default)]
+pub struct DomainPolicy {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+    pub own: Vec<String>,
+}
+
+impl DomainPolicy {
+    /// Lower-cases and trims entries; empty ones are dropped.
+    pub fn new(allow: Vec<String>, deny: Vec<String>, own: Vec<String>) -> Self {
+        let clean = |v: Vec<String>| {
+            v.into_iter()
+                .map(|d| {
+                    d.trim()
+                        .trim_start_matches("*.")
+                        .trim_matches('.')
+                        .to_ascii_lowercase()
+                })
+                .filter(|d| !d.is_empty())
+                .collect()
+        };
+        Self {
+            allow: clean(allow),
+            deny: clean(deny),
+            own: clean(own),
+        }
+    }
+
+    /// # Errors
+    /// The [`EmailRule`] the address's domain breaks.
+    pub fn check(&self, email: &InviteeEmail) -> Result<(), EmailRule> {
+        let domain = email.domain();
+        let hit = |list: &[String]| {
+            list.iter()
+                .any(|d| domain == d || domain.ends_with(&format!(".{d}")))
+        };
+        if hit(&self.own) {
+            return Err(EmailRule::OwnDomain);
+        }
+        if hit(&self.deny) {
+            return Err(EmailRule::DomainDenied);
+        }
+        if !self.allow.is_empty() && !hit(&self.allow) {
+            return Err(EmailRule::DomainNotAllowed);
+        }
+        Ok(())
+    }
 }
 
 /// An email address that satisfies the Graph invitation rules and general address syntax.
@@ -183,6 +244,44 @@ mod tests {
         assert_eq!(InviteeEmail::parse("adä@x.io"), Err(EmailRule::NonAscii));
         let long = format!("{}@x.io", "a".repeat(260));
         assert_eq!(InviteeEmail::parse(&long), Err(EmailRule::TooLong));
+    }
+
+    #[test]
+    fn domain_policy_matches_domains_and_subdomains() {
+        let p = DomainPolicy::new(
+            vec!["partner.example".into(), "*.allies.example".into()],
+            vec!["blocked.partner.example".into()],
+            vec!["Contoso.com".into()],
+        );
+        let e = |s: &str| InviteeEmail::parse(s).unwrap();
+        assert_eq!(p.check(&e("ada@partner.example")), Ok(()));
+        assert_eq!(p.check(&e("ada@eu.partner.example")), Ok(()));
+        assert_eq!(p.check(&e("ada@x.allies.example")), Ok(()));
+        assert_eq!(
+            p.check(&e("ada@notpartner.example")),
+            Err(EmailRule::DomainNotAllowed)
+        );
+        assert_eq!(
+            p.check(&e("ada@blocked.partner.example")),
+            Err(EmailRule::DomainDenied)
+        );
+        assert_eq!(p.check(&e("ada@contoso.com")), Err(EmailRule::OwnDomain));
+        assert_eq!(
+            p.check(&e("ada@sales.contoso.com")),
+            Err(EmailRule::OwnDomain)
+        );
+        assert_eq!(
+            DomainPolicy::default().check(&e("ada@anything.example")),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn internationalised_addresses_are_refused_with_the_way_out() {
+        let err = InviteeEmail::parse("ada@bücher.example").unwrap_err();
+        assert_eq!(err, EmailRule::NonAscii);
+        assert!(err.to_string().contains("xn--"));
+        assert!(InviteeEmail::parse("ada@xn--bcher-kva.example").is_ok());
     }
 
     #[test]

@@ -6,6 +6,6 @@ mod invitation;
 mod redirect;
 
 pub use display_name::DisplayName;
-pub use email::{EmailRule, InviteeEmail};
+pub use email::{DomainPolicy, EmailRule, InviteeEmail};
 pub use invitation::{Invitation, InvitationRequest, UserType};
 pub use redirect::{RedirectPolicy, RedirectRule, RedirectUrl};

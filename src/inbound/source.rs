@@ -205,7 +205,7 @@ impl Source {
             Value::from(minijinja::value::Serde(body)),
         )]));
         let m = &self.map;
-        let event_id = required_string(&m.event_id, &ctx)?;
+        let event_id = required_id(&m.event_id, &ctx)?;
         if event_id.len() > MAX_EVENT_ID || event_id.chars().any(char::is_control) {
             return Err(MapError::Invalid(
                 m.event_id.field_name().to_owned(),
@@ -247,12 +247,21 @@ fn eval(expr: &Expr, ctx: &Value) -> Result<Value, MapError> {
     })
 }
 
+/// Event ids may be strings or integers (CRMs send numeric record ids).
+fn required_id(expr: &Expr, ctx: &Value) -> Result<String, MapError> {
+    let v = eval(expr, ctx)?;
+    if v.is_integer() {
+        return Ok(v.to_string());
+    }
+    required_string(expr, ctx)
+}
+
 fn required_string(expr: &Expr, ctx: &Value) -> Result<String, MapError> {
     optional_string(Some(expr), ctx)?.ok_or_else(|| MapError::Missing(expr.field_name().to_owned()))
 }
 
-/// Strings pass; integers become their decimal form (CRMs send numeric ids); `null`, undefined
-/// and empty strings are absent; anything else is the wrong type.
+/// Strings pass; `null`, undefined and empty strings are absent; anything else is the wrong
+/// type.
 fn optional_string(expr: Option<&Expr>, ctx: &Value) -> Result<Option<String>, MapError> {
     let Some(expr) = expr else { return Ok(None) };
     let v = eval(expr, ctx)?;
@@ -261,9 +270,6 @@ fn optional_string(expr: Option<&Expr>, ctx: &Value) -> Result<Option<String>, M
     }
     if let Some(s) = v.as_str() {
         return Ok((!s.trim().is_empty()).then(|| s.to_owned()));
-    }
-    if v.is_integer() {
-        return Ok(Some(v.to_string()));
     }
     Err(MapError::WrongType(
         expr.field_name().to_owned(),

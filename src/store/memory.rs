@@ -18,10 +18,14 @@ struct Record {
 /// Records kept at most; the oldest are dropped beyond this.
 const MAX_RECORDS: usize = 10_000;
 
+/// A sender's delivery id: `(source, delivery id)`.
+type DeliveryKey = (String, String);
+
 #[derive(Debug)]
 pub struct MemoryStore {
     retention: Duration,
     records: Mutex<HashMap<EventKey, Record>>,
+    deliveries: Mutex<HashMap<DeliveryKey, (EventKey, Instant)>>,
 }
 
 impl MemoryStore {
@@ -30,6 +34,7 @@ impl MemoryStore {
         Self {
             retention,
             records: Mutex::new(HashMap::new()),
+            deliveries: Mutex::new(HashMap::new()),
         }
     }
 
@@ -101,6 +106,49 @@ impl MemoryStore {
         });
     }
 
+    /// Remembers that the sender's delivery `delivery_id` carried the event `key`.
+    pub fn remember_delivery(&self, source: &str, delivery_id: &str, key: &EventKey) {
+        let now = Instant::now();
+        let mut d = self
+            .deliveries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if d.len() >= MAX_RECORDS {
+            d.retain(|_, (_, at)| now.duration_since(*at) < self.retention);
+            if d.len() >= MAX_RECORDS {
+                d.clear();
+            }
+        }
+        d.insert(
+            (source.to_owned(), delivery_id.to_owned()),
+            (key.clone(), now),
+        );
+    }
+
+    /// The completed event a delivery id carried, if that delivery was seen and its event
+    /// completed within the retention window.
+    pub fn completed_delivery(
+        &self,
+        source: &str,
+        delivery_id: &str,
+    ) -> Option<(EventKey, Progress)> {
+        let key = {
+            let d = self
+                .deliveries
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            d.get(&(source.to_owned(), delivery_id.to_owned()))?
+                .0
+                .clone()
+        };
+        let retention = self.retention;
+        self.with(|records| {
+            let r = records.get(&key)?;
+            let done = r.completed_at?;
+            (done.elapsed() < retention).then(|| (key.clone(), r.progress.clone()))
+        })
+    }
+
     pub fn complete(&self, key: &EventKey) {
         self.with(|records| {
             if let Some(r) = records.get_mut(key) {
@@ -156,6 +204,27 @@ mod tests {
             s.claim(&key("e2"), Duration::from_secs(30)),
             Claim::Acquired(_)
         ));
+    }
+
+    #[test]
+    fn delivery_ids_point_at_completed_events_only() {
+        let s = MemoryStore::new(Duration::from_secs(3600));
+        let k = key("e1");
+        s.claim(&k, Duration::from_secs(30));
+        s.remember_delivery("generic", "msg_1", &k);
+        assert_eq!(
+            s.completed_delivery("generic", "msg_1"),
+            None,
+            "not completed yet"
+        );
+        s.complete(&k);
+        assert_eq!(
+            s.completed_delivery("generic", "msg_1")
+                .map(|(k, _)| k.event_id),
+            Some("e1".to_owned())
+        );
+        assert_eq!(s.completed_delivery("other", "msg_1"), None);
+        assert_eq!(s.completed_delivery("generic", "msg_2"), None);
     }
 
     #[test]

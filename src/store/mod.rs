@@ -63,6 +63,24 @@ impl Store {
         }
     }
 
+    /// Remembers which event a sender's delivery id carried (replay detection).
+    pub async fn remember_delivery(&self, source: &str, delivery_id: &str, key: &EventKey) {
+        match self {
+            Store::Memory(m) => m.remember_delivery(source, delivery_id, key),
+        }
+    }
+
+    /// The completed event behind a delivery id seen before, if any.
+    pub async fn completed_delivery(
+        &self,
+        source: &str,
+        delivery_id: &str,
+    ) -> Option<(EventKey, Progress)> {
+        match self {
+            Store::Memory(m) => m.completed_delivery(source, delivery_id),
+        }
+    }
+
     /// Marks the event done; duplicates within the retention window are answered from here.
     pub async fn complete(&self, key: &EventKey) {
         match self {

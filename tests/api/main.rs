@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod battery;
 mod generic;
 mod graph_errors;
 mod refusals;

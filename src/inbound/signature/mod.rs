@@ -1,0 +1,222 @@
+//! Webhook signature schemes, one file each. Every scheme verifies the raw body bytes as
+//! received (after Lambda's base64 decoding), compares in constant time, refuses timestamps
+//! outside its window, and accepts any of the source's current keys (two during rotation).
+
+mod credentials;
+mod hub_signature;
+mod hubspot;
+mod standard;
+mod zendesk;
+
+use http::HeaderMap;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// The signature scheme a source uses, named in the relay configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scheme {
+    /// Standard Webhooks / Svix: `webhook-*` (or `svix-*`) id, timestamp and signature headers,
+    /// `whsec_` key, ±5 minutes; verified by the `standardwebhooks` crate.
+    StandardWebhooks,
+    /// HubSpot signature v3: `X-HubSpot-Signature-v3`, `X-HubSpot-Request-Timestamp` (ms).
+    HubspotV3,
+    /// Zendesk: `X-Zendesk-Webhook-Signature`, `X-Zendesk-Webhook-Signature-Timestamp`.
+    Zendesk,
+    /// GitHub-style `X-Hub-Signature-256: sha256=<hex>` over the body (no timestamp).
+    #[serde(rename = "hub-signature-256")]
+    HubSignature256,
+    /// HTTP Basic credentials (Pipedrive webhooks); the key is `user:password`.
+    Basic,
+    /// A static `Authorization: Bearer <token>`.
+    Bearer,
+}
+
+/// Why verification failed. Callers answer every variant with the same 401; the variant is
+/// logged for operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("signature headers missing or malformed")]
+    MissingHeaders,
+    #[error("timestamp outside the tolerance")]
+    Timestamp,
+    #[error("no key produced a matching signature")]
+    Mismatch,
+    #[error("the signature scheme version is not accepted")]
+    Version,
+}
+
+/// A key of one scheme, decoded once when the secret is loaded.
+pub enum Key {
+    StandardWebhooks(standardwebhooks::Webhook),
+    /// HMAC key bytes (HubSpot, Zendesk, Hub-Signature).
+    Hmac(SecretString),
+    /// Basic `user:password` or a bearer token.
+    Credential(SecretString),
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key(<redacted>)")
+    }
+}
+
+/// What a scheme may look at: the headers, the raw body, the method and the full URI the
+/// sender called (HubSpot signs it), and the current time.
+pub struct Signed<'a> {
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+    pub method: &'a str,
+    pub uri: &'a str,
+    pub now_unix: i64,
+}
+
+/// Accepted clock skew for timestamped schemes.
+pub const TOLERANCE_SECS: i64 = 300;
+
+impl Scheme {
+    /// Decodes a key from the secret for this scheme.
+    ///
+    /// # Errors
+    /// A message naming the problem (never the key).
+    pub fn key(self, secret: &SecretString) -> Result<Key, String> {
+        use secrecy::ExposeSecret;
+        let raw = secret.expose_secret();
+        match self {
+            Scheme::StandardWebhooks => standard::key(raw),
+            Scheme::HubspotV3 | Scheme::Zendesk | Scheme::HubSignature256 | Scheme::Bearer => {
+                if raw.trim().len() < 8 {
+                    return Err("the key is shorter than 8 characters".into());
+                }
+                Ok(if self == Scheme::Bearer { Key::Credential(secret.clone()) } else { Key::Hmac(secret.clone()) })
+            }
+            Scheme::Basic => match raw.split_once(':') {
+                Some((user, pass)) if !user.is_empty() && pass.len() >= 8 => Ok(Key::Credential(secret.clone())),
+                _ => Err("a Basic credential must be user:password with a password of 8 characters or more".into()),
+            },
+        }
+    }
+
+    /// Verifies `req` against any of `keys`.
+    ///
+    /// # Errors
+    /// [`SignatureError`] when no key verifies.
+    pub fn verify(self, keys: &[Key], req: &Signed<'_>) -> Result<(), SignatureError> {
+        if keys.is_empty() {
+            return Err(SignatureError::Mismatch);
+        }
+        match self {
+            Scheme::StandardWebhooks => standard::verify(keys, req),
+            Scheme::HubspotV3 => hubspot::verify(keys, req),
+            Scheme::Zendesk => zendesk::verify(keys, req),
+            Scheme::HubSignature256 => hub_signature::verify(keys, req),
+            Scheme::Basic => credentials::verify_basic(keys, req),
+            Scheme::Bearer => credentials::verify_bearer(keys, req),
+        }
+    }
+
+    /// The sender's id for this delivery, when the scheme has one (replay detection).
+    pub fn delivery_id(self, headers: &HeaderMap) -> Option<String> {
+        let h = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let id = match self {
+            Scheme::StandardWebhooks => h("webhook-id").or_else(|| h("svix-id")),
+            Scheme::Zendesk => h("x-zendesk-webhook-invocation-id"),
+            Scheme::HubSignature256 => h("x-github-delivery").or_else(|| h("x-delivery-id")),
+            Scheme::HubspotV3 | Scheme::Basic | Scheme::Bearer => None,
+        }?;
+        (!id.is_empty() && id.len() <= 200 && id.bytes().all(|b| b.is_ascii_graphic()))
+            .then_some(id)
+    }
+
+    /// Whether the scheme needs the full request URI (HubSpot v3 signs it).
+    pub fn signs_uri(self) -> bool {
+        self == Scheme::HubspotV3
+    }
+}
+
+/// Each HMAC key in `keys`.
+fn hmac_keys(keys: &[Key]) -> impl Iterator<Item = &SecretString> {
+    keys.iter().filter_map(|k| match k {
+        Key::Hmac(s) => Some(s),
+        _ => None,
+    })
+}
+
+/// Constant-time check of an HMAC-SHA256 tag over `parts` with any key.
+fn any_hmac_matches(keys: &[Key], parts: &[&[u8]], tag: &[u8]) -> bool {
+    use hmac::{Hmac, Mac};
+    use secrecy::ExposeSecret;
+    let mut ok = false;
+    for key in hmac_keys(keys) {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.expose_secret().as_bytes())
+            .expect("any key length");
+        for p in parts {
+            mac.update(p);
+        }
+        // verify_slice compares in constant time; every key is tried, so timing doesn't say which.
+        ok |= mac.verify_slice(tag).is_ok();
+    }
+    ok
+}
+
+/// A header as text, or `MissingHeaders`.
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, SignatureError> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or(SignatureError::MissingHeaders)
+}
+
+fn within_tolerance(ts: i64, now: i64) -> Result<(), SignatureError> {
+    if (now - ts).abs() > TOLERANCE_SECS {
+        Err(SignatureError::Timestamp)
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    pub fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    }
+
+    pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(http::HeaderName::try_from(*k).unwrap(), v.parse().unwrap());
+        }
+        h
+    }
+
+    pub fn key(scheme: Scheme, s: &str) -> Key {
+        scheme.key(&SecretString::from(s)).unwrap()
+    }
+
+    pub fn signed<'a>(
+        headers: &'a HeaderMap,
+        body: &'a [u8],
+        uri: &'a str,
+        now: i64,
+    ) -> Signed<'a> {
+        Signed {
+            headers,
+            body,
+            method: "POST",
+            uri,
+            now_unix: now,
+        }
+    }
+}
