@@ -258,7 +258,7 @@ impl App {
         if let Some(id) = &delivery_id
             && let Some((key, progress)) = self.store.completed_delivery(&source.name, id).await
         {
-            tracing::info!(source = %source.name, event_id = %key.event_id, "replayed delivery answered as a duplicate");
+            tracing::info!(source = %source.name, event_id = %creds.hasher.loggable(&key.event_id), "replayed delivery answered as a duplicate");
             return Ok(Outcome::Duplicate {
                 event_id: key.event_id,
                 progress,
@@ -271,12 +271,12 @@ impl App {
                 event_id,
                 event_type,
             } => {
-                tracing::info!(source = %source.name, event_id = %event_id, event_type = event_type.as_deref().unwrap_or(""), "event ignored by filter");
+                tracing::info!(source = %source.name, event_id = %creds.hasher.loggable(&event_id), event_type = %creds.hasher.loggable(event_type.as_deref().unwrap_or("")), "event ignored by filter");
                 return Ok(Outcome::Ignored { event_id });
             }
             Interpretation::Invite(event) => event,
         };
-        let span = tracing::info_span!("event", source = %source.name, event_id = %event.event_id);
+        let span = tracing::info_span!("event", source = %source.name, event_id = %creds.hasher.loggable(&event.event_id));
         async {
             let plan = self.plan(source, event, &creds)?;
             tracing::info!(invitee = %creds.hasher.hash(&plan.request.invited_user_email_address), "event accepted");

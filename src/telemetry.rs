@@ -91,9 +91,23 @@ impl EmailHasher {
         Self(Hmac::new_from_slice(key).expect("HMAC accepts any key length"))
     }
 
+    /// `value` as it may be logged: unchanged, unless it holds an `@` (a sender may use an email
+    /// address as an event id or type), in which case its keyed hash stands in for it.
+    pub fn loggable<'a>(&self, value: &'a str) -> std::borrow::Cow<'a, str> {
+        if value.contains('@') {
+            std::borrow::Cow::Owned(format!("redacted:{}", self.hash_str(value)))
+        } else {
+            std::borrow::Cow::Borrowed(value)
+        }
+    }
+
     pub fn hash(&self, email: &InviteeEmail) -> String {
+        self.hash_str(email.as_str())
+    }
+
+    fn hash_str(&self, value: &str) -> String {
         let mut mac = self.0.clone();
-        mac.update(email.as_str().to_ascii_lowercase().as_bytes());
+        mac.update(value.to_ascii_lowercase().as_bytes());
         let out = mac.finalize().into_bytes();
         out.iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
@@ -112,6 +126,11 @@ mod tests {
         assert_ne!(h.hash(&a), EmailHasher::new(b"k2").hash(&a));
         assert_eq!(h.hash(&a).len(), 16);
         assert!(!h.hash(&a).contains("ada"));
+        assert_eq!(h.loggable("evt_123"), "evt_123");
+        assert_eq!(
+            h.loggable("ada@partner.example"),
+            format!("redacted:{}", h.hash(&b))
+        );
     }
 
     #[test]
