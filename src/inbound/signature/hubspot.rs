@@ -103,6 +103,13 @@ mod tests {
         );
     }
 
+    /// The signature with one base64 character changed.
+    fn flip(sig: &str) -> String {
+        let mut b = sig.as_bytes().to_vec();
+        b[5] = if b[5] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(b).unwrap()
+    }
+
     #[test]
     fn refuses_tampering_staleness_and_old_versions() {
         let now = now();
@@ -131,6 +138,11 @@ mod tests {
             Err(SignatureError::Mismatch)
         );
         assert!(check(&sig[..sig.len() - 4], &ts, body, URI).is_err());
+        assert_eq!(
+            check(&flip(&sig), &ts, body, URI),
+            Err(SignatureError::Mismatch),
+            "tampered signature"
+        );
         assert!(check("v1,", &ts, body, URI).is_err());
         assert_eq!(
             check(&sign("wrong-secret", URI, body, &ts), &ts, body, URI),

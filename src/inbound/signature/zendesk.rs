@@ -85,6 +85,13 @@ mod tests {
         );
     }
 
+    /// The signature with one base64 character changed.
+    fn flip(sig: &str) -> String {
+        let mut b = sig.as_bytes().to_vec();
+        b[5] = if b[5] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(b).unwrap()
+    }
+
     #[test]
     fn refuses_tampering_and_staleness() {
         let now = now();
@@ -105,6 +112,11 @@ mod tests {
             Err(SignatureError::Mismatch)
         );
         assert!(check(&sig[..sig.len() - 4], &ts, body).is_err());
+        assert_eq!(
+            check(&flip(&sig), &ts, body),
+            Err(SignatureError::Mismatch),
+            "tampered signature"
+        );
         assert!(check("v1,", &ts, body).is_err());
         assert_eq!(
             check(
