@@ -1,5 +1,7 @@
-//! The application: dependencies built once at start-up, and the pipeline that turns one HTTP
-//! request into one answer, readable top to bottom in [`App::process`].
+//! The application: dependencies built once at start-up, and the pipeline that turns one event
+//! into one outcome, readable top to bottom: [`App::handle`] for webhooks,
+//! [`App::process_queued`] and [`App::process_eventbridge`] for the worker, and [`App::run`],
+//! which they share.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,15 +14,17 @@ use serde_json::json;
 use sha2::Sha256;
 use tracing::Instrument;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Mode, Role};
 use crate::delivery::{Channel, ChannelKind, Deliverer, DeliveryError, Message};
 use crate::domain::{DisplayName, Invitation, InvitationRequest, InviteeEmail, UserType};
 use crate::graph::{ClientCredential, GraphClient, GraphError};
 use crate::inbound::signature::{Key, Scheme};
 use crate::inbound::{self, CrmEvent, Interpretation, MapError, Source};
 use crate::problem::{Problem, ProblemKind};
+use crate::queue::{QueuedEvent, Queues};
+use crate::resilience::{Deadline, GraphGate, Paused, Transient, retry};
 use crate::secrets::{SecretCache, SecretError, SecretValues};
-use crate::store::{Claim, EventKey, MemoryStore, Progress, Store};
+use crate::store::{Claim, DynamoStore, EventKey, MemoryStore, Progress, Store};
 use crate::telemetry::EmailHasher;
 
 /// What the secret provides, decoded once per read of the secret.
@@ -46,6 +50,10 @@ impl Credentials {
             .ok_or("secret key graph_client_secret is required")?;
         let mut source_keys = HashMap::new();
         for (name, scheme, keys) in sources {
+            if *scheme == Scheme::Eventbridge {
+                source_keys.insert(name.clone(), Vec::new());
+                continue;
+            }
             let decoded = keys
                 .iter()
                 .filter_map(|k| {
@@ -94,24 +102,29 @@ pub enum InitError {
     Secret(#[from] SecretError),
 }
 
-/// How long completed events are remembered by the in-memory store.
-const MEMORY_RETENTION: Duration = Duration::from_secs(24 * 3600);
-/// Lock length when the invocation deadline is unknown.
-const DEFAULT_LOCK: Duration = Duration::from_secs(60);
+/// Time kept in reserve to answer after the deadline's work is cut off.
+const ANSWER_MARGIN: Duration = Duration::from_millis(500);
+/// Deadline when the invocation's is unknown (local runs).
+const DEFAULT_BUDGET: Duration = Duration::from_secs(25);
 
 /// The function's dependencies, built once per container.
 pub struct App {
     config: Config,
     secrets: SecretCache<Credentials>,
     graph: GraphClient,
+    gate: GraphGate,
     deliverer: Deliverer,
     store: Store,
+    queues: Queues,
 }
 
-/// A successful answer.
-#[derive(Debug)]
-enum Outcome {
+/// A successful outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
     Ignored {
+        event_id: String,
+    },
+    Queued {
         event_id: String,
     },
     Invited {
@@ -127,9 +140,11 @@ enum Outcome {
 }
 
 impl Outcome {
-    fn into_response(self) -> Response<Body> {
-        let body = match self {
+    /// The JSON answer (never the redeem URL).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
             Outcome::Ignored { event_id } => json!({"status": "ignored", "eventId": event_id}),
+            Outcome::Queued { event_id } => json!({"status": "queued", "eventId": event_id}),
             Outcome::Invited {
                 event_id,
                 invitation_id,
@@ -140,7 +155,7 @@ impl Outcome {
                 "eventId": event_id,
                 "invitationId": invitation_id,
                 "invitedUserId": invited_user_id,
-                "delivered": names(&delivered),
+                "delivered": names(delivered),
             }),
             Outcome::Duplicate { event_id, progress } => json!({
                 "status": "duplicate",
@@ -149,12 +164,20 @@ impl Outcome {
                 "invitedUserId": progress.invited_user_id,
                 "delivered": names(&progress.delivered),
             }),
+        }
+    }
+
+    fn into_response(self) -> Response<Body> {
+        let status = if matches!(self, Outcome::Queued { .. }) {
+            202
+        } else {
+            200
         };
         Response::builder()
-            .status(200)
+            .status(status)
             .header("content-type", "application/json")
             .header("cache-control", "no-store")
-            .body(Body::Text(body.to_string()))
+            .body(Body::Text(self.to_json().to_string()))
             .expect("static headers are valid")
     }
 }
@@ -170,14 +193,34 @@ struct Plan {
     channels: Vec<ChannelKind>,
 }
 
+/// Why an invitation attempt did not produce an invitation.
+#[derive(Debug)]
+enum InviteError {
+    Graph(GraphError),
+    Paused(Paused),
+}
+
+impl Transient for InviteError {
+    fn is_transient(&self) -> bool {
+        matches!(self, InviteError::Graph(e) if e.is_transient())
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            InviteError::Graph(e) => e.retry_after(),
+            InviteError::Paused(_) => None,
+        }
+    }
+}
+
 impl App {
     /// Reads configuration from the environment, AWS settings from the SDK's standard sources
     /// (`AWS_ENDPOINT_URL`, region, credentials), and the secret once.
     ///
     /// # Errors
     /// [`InitError`] with one line saying what to fix.
-    pub async fn from_env() -> Result<Self, InitError> {
+    pub async fn from_env(role: Role) -> Result<Self, InitError> {
         let config = Config::from_env()?;
+        config.require_for(role)?;
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         Self::new(config, &sdk).await
     }
@@ -206,9 +249,19 @@ impl App {
             move |values| Credentials::derive(values, &sources, allow_private),
         );
         let creds = secrets.get().await?;
+        let store = match &config.idempotency_table {
+            Some(table) => Store::Dynamo(DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                table.clone(),
+                config.idempotency_retention,
+            )),
+            None => Store::Memory(MemoryStore::new(config.idempotency_retention)),
+        };
         tracing::info!(
             sources = ?config.sources.keys().collect::<Vec<_>>(),
             channels = ?creds.channels.iter().map(|c| c.kind().name()).collect::<Vec<_>>(),
+            mode = ?config.mode,
+            durable_store = config.idempotency_table.is_some(),
             "invite-relay ready"
         );
         let http = reqwest::Client::builder()
@@ -220,16 +273,37 @@ impl App {
             .expect("static client configuration is valid");
         Ok(Self {
             graph: GraphClient::new(http, &config.graph),
+            gate: GraphGate::new(config.invite_rate_per_minute, config.graph_cooldown),
             deliverer: Deliverer::new(config.outbound_timeout, allow_private),
-            store: Store::Memory(MemoryStore::new(MEMORY_RETENTION)),
+            queues: Queues::new(
+                aws_sdk_sqs::Client::new(sdk),
+                config.queue_url.clone(),
+                config.dead_letter_queue_url.clone(),
+            ),
+            store,
             secrets,
             config,
         })
     }
 
-    /// Answers one HTTP request. Never panics on input; every refusal is problem+json.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Answers one HTTP request within the invocation's deadline. Never panics on input; every
+    /// refusal is problem+json.
     pub async fn handle(&self, req: Request) -> Response<Body> {
-        match self.process(&req).await {
+        let deadline_ms = req.lambda_context_ref().map_or(0, |c| c.deadline);
+        self.handle_until(
+            req,
+            Deadline::from_lambda(deadline_ms, ANSWER_MARGIN, DEFAULT_BUDGET),
+        )
+        .await
+    }
+
+    /// [`App::handle`] with an explicit deadline.
+    pub async fn handle_until(&self, req: Request, deadline: Deadline) -> Response<Body> {
+        match self.process(&req, deadline).await {
             Ok(outcome) => outcome.into_response(),
             Err(problem) => {
                 let status = problem.status().as_u16();
@@ -243,7 +317,7 @@ impl App {
         }
     }
 
-    async fn process(&self, req: &Request) -> Result<Outcome, Problem> {
+    async fn process(&self, req: &Request, deadline: Deadline) -> Result<Outcome, Problem> {
         let source = inbound::http::source_name(req)
             .and_then(|name| self.config.sources.get(name))
             .ok_or_else(|| {
@@ -256,7 +330,11 @@ impl App {
         let creds = self.verified(source, req, body).await?;
         let delivery_id = source.scheme.delivery_id(req.headers());
         if let Some(id) = &delivery_id
-            && let Some((key, progress)) = self.store.completed_delivery(&source.name, id).await
+            && let Some((key, progress)) = self
+                .store
+                .completed_delivery(&source.name, id)
+                .await
+                .map_err(store_unavailable)?
         {
             tracing::info!(source = %source.name, event_id = %creds.hasher.loggable(&key.event_id), "replayed delivery answered as a duplicate");
             return Ok(Outcome::Duplicate {
@@ -278,12 +356,116 @@ impl App {
         };
         let span = tracing::info_span!("event", source = %source.name, event_id = %creds.hasher.loggable(&event.event_id));
         async {
-            let plan = self.plan(source, event, &creds)?;
+            let plan = self.plan(source, &event, &creds)?;
             tracing::info!(invitee = %creds.hasher.hash(&plan.request.invited_user_email_address), "event accepted");
-            self.run(plan, creds, lock_duration(req), delivery_id.as_deref()).await
+            match self.config.mode {
+                Mode::Sync => self.run(plan, &creds, deadline, delivery_id.as_deref()).await,
+                Mode::Queue => {
+                    if let Some(progress) = self.store.completed(&plan.key).await.map_err(store_unavailable)? {
+                        return Ok(Outcome::Duplicate { event_id: plan.key.event_id, progress });
+                    }
+                    let queued = QueuedEvent { v: 1, source: source.name.clone(), delivery_id, event };
+                    self.queues.enqueue(&queued).await.map_err(|e| {
+                        tracing::error!(error = %e, "enqueue failed");
+                        let mut p = Problem::new(ProblemKind::UpstreamUnavailable, "the event could not be queued; retry later");
+                        p.retry_after = Some(30);
+                        p
+                    })?;
+                    tracing::info!("event queued");
+                    Ok(Outcome::Queued { event_id: plan.key.event_id })
+                }
+            }
         }
         .instrument(span)
         .await
+    }
+
+    /// Processes one event from the queue (the body of an SQS message). Errors say whether a
+    /// later attempt can succeed ([`Problem::retryable`]).
+    pub async fn process_queued(&self, body: &str, deadline: Deadline) -> Result<Outcome, Problem> {
+        let q: QueuedEvent = serde_json::from_str(body).map_err(|_| {
+            Problem::new(
+                ProblemKind::Malformed,
+                "the queue message is not a queued event",
+            )
+        })?;
+        let source = self.config.sources.get(&q.source).ok_or_else(|| {
+            Problem::new(
+                ProblemKind::NotFound,
+                "the queue message names a source that is not configured",
+            )
+        })?;
+        let creds = self.secrets.get().await.map_err(secret_unavailable)?;
+        let span = tracing::info_span!("event", source = %source.name, event_id = %creds.hasher.loggable(&q.event.event_id));
+        async {
+            let plan = self.plan(source, &q.event, &creds)?;
+            self.run(plan, &creds, deadline, q.delivery_id.as_deref())
+                .await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Processes one Amazon EventBridge event (e.g. a Salesforce Platform Event relayed by Event
+    /// Relay) through the source whose `eventbridge_source` matches the event's `source`.
+    pub async fn process_eventbridge(
+        &self,
+        envelope: &serde_json::Value,
+        deadline: Deadline,
+    ) -> Result<Outcome, Problem> {
+        let origin = envelope
+            .get("source")
+            .and_then(|s| s.as_str())
+            .unwrap_or("");
+        let source = self
+            .config
+            .sources
+            .values()
+            .find(|s| {
+                s.eventbridge_source
+                    .as_deref()
+                    .is_some_and(|p| origin.starts_with(p))
+            })
+            .ok_or_else(|| {
+                Problem::new(
+                    ProblemKind::NotFound,
+                    "no source is configured for this EventBridge source",
+                )
+            })?;
+        let creds = self.secrets.get().await.map_err(secret_unavailable)?;
+        let event = match source.interpret(envelope).map_err(unprocessable)? {
+            Interpretation::Ignored { event_id, .. } => return Ok(Outcome::Ignored { event_id }),
+            Interpretation::Invite(event) => event,
+        };
+        let span = tracing::info_span!("event", source = %source.name, event_id = %creds.hasher.loggable(&event.event_id));
+        async {
+            let plan = self.plan(source, &event, &creds)?;
+            self.run(plan, &creds, deadline, None).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Parks an event that can't succeed on the dead-letter queue with its reason.
+    ///
+    /// # Errors
+    /// The queue error, when even parking failed (the caller then lets the message return).
+    pub async fn park(
+        &self,
+        body: &str,
+        problem: &Problem,
+        source: &str,
+        event_id: &str,
+    ) -> Result<(), crate::queue::QueueError> {
+        self.queues
+            .park(body, &problem.reason(), source, event_id)
+            .await?;
+        tracing::error!(
+            alarm = "event_dead_lettered",
+            problem = problem.kind.slug(),
+            "event parked on the dead-letter queue"
+        );
+        Ok(())
     }
 
     /// Verifies the signature; after a mismatch the secret is read again once (rotation).
@@ -328,7 +510,11 @@ impl App {
                 .unwrap_or_default();
             match source.scheme.verify(keys, &signed) {
                 Ok(()) => return Ok(creds),
-                Err(e) if attempt == 0 && e == inbound::signature::SignatureError::Mismatch => {
+                Err(e)
+                    if attempt == 0
+                        && e == inbound::signature::SignatureError::Mismatch
+                        && source.scheme != Scheme::Eventbridge =>
+                {
                     let fresh = self
                         .secrets
                         .refresh_after_auth_failure(&creds, crate::secrets::MIN_FORCED_REFRESH)
@@ -350,7 +536,12 @@ impl App {
     }
 
     /// Validates every value the invitation and delivery need, before anything leaves.
-    fn plan(&self, source: &Source, event: CrmEvent, creds: &Credentials) -> Result<Plan, Problem> {
+    fn plan(
+        &self,
+        source: &Source,
+        event: &CrmEvent,
+        creds: &Credentials,
+    ) -> Result<Plan, Problem> {
         let email = InviteeEmail::parse(&event.email)
             .and_then(|e| self.config.invitee_domains.check(&e).map(|()| e))
             .map_err(|rule| {
@@ -385,7 +576,7 @@ impl App {
         Ok(Plan {
             key: EventKey {
                 source: source.name.clone(),
-                event_id: event.event_id,
+                event_id: event.event_id.clone(),
             },
             request: InvitationRequest {
                 invited_user_email_address: email,
@@ -435,16 +626,23 @@ impl App {
         Ok(out)
     }
 
-    /// Invite, then deliver to each channel not yet delivered, recording each step.
+    /// Invite, then deliver to each channel not yet delivered, recording each step, all within
+    /// `deadline`.
     async fn run(
         &self,
         plan: Plan,
-        creds: Arc<Credentials>,
-        lock_for: Duration,
+        creds: &Credentials,
+        deadline: Deadline,
         delivery_id: Option<&str>,
     ) -> Result<Outcome, Problem> {
         let event_id = plan.key.event_id.clone();
-        let progress = match self.store.claim(&plan.key, lock_for).await {
+        let lock_for = deadline.remaining() + ANSWER_MARGIN;
+        let progress = match self
+            .store
+            .claim(&plan.key, lock_for)
+            .await
+            .map_err(store_unavailable)?
+        {
             Claim::Completed(progress) => {
                 tracing::info!("duplicate of a completed event");
                 return Ok(Outcome::Duplicate { event_id, progress });
@@ -471,7 +669,7 @@ impl App {
             progress.invited_user_id.clone(),
         ) {
             // Everything was delivered; only the completion record was missing.
-            self.store.complete(&plan.key).await;
+            self.record(self.store.complete(&plan.key).await);
             return Ok(Outcome::Invited {
                 event_id,
                 invitation_id,
@@ -480,16 +678,18 @@ impl App {
             });
         }
 
-        let invitation = match self.invite(&creds, &plan.request).await {
+        let invitation = match self.invite(creds, &plan.request, deadline).await {
             Ok(i) => i,
             Err(e) => {
-                self.store.release(&plan.key).await;
-                return Err(graph_problem(e));
+                self.record(self.store.release(&plan.key).await);
+                return Err(invite_problem(e));
             }
         };
-        self.store
-            .record_invited(&plan.key, &invitation.id, &invitation.invited_user_id)
-            .await;
+        self.record(
+            self.store
+                .record_invited(&plan.key, &invitation.id, &invitation.invited_user_id)
+                .await,
+        );
 
         let msg = Message {
             source: &plan.key.source,
@@ -505,10 +705,16 @@ impl App {
                 failed.push((kind, DeliveryError::Blocked));
                 continue;
             };
-            match self.deliverer.send(channel, &msg).await {
+            let attempt = || {
+                deadline.bound(
+                    self.deliverer.send(channel, &msg),
+                    DeliveryError::Unavailable("deadline reached".into()),
+                )
+            };
+            match retry(deadline, attempt).await {
                 Ok(()) => {
                     tracing::info!(channel = kind.name(), "delivered");
-                    self.store.record_delivered(&plan.key, kind).await;
+                    self.record(self.store.record_delivered(&plan.key, kind).await);
                     delivered.push(kind);
                 }
                 Err(e) => {
@@ -518,14 +724,16 @@ impl App {
             }
         }
         if !failed.is_empty() {
-            self.store.release(&plan.key).await;
+            self.record(self.store.release(&plan.key).await);
             return Err(delivery_problem(&invitation, &delivered, &failed));
         }
-        self.store.complete(&plan.key).await;
+        self.record(self.store.complete(&plan.key).await);
         if let Some(id) = delivery_id {
-            self.store
-                .remember_delivery(&plan.key.source, id, &plan.key)
-                .await;
+            self.record(
+                self.store
+                    .remember_delivery(&plan.key.source, id, &plan.key)
+                    .await,
+            );
         }
         Ok(Outcome::Invited {
             event_id,
@@ -535,21 +743,60 @@ impl App {
         })
     }
 
-    /// Creates the invitation; when the token endpoint refuses the credential, the secret is
-    /// read again once (rotation) and the call repeated with the new value.
+    /// A progress write that failed after its side effect happened can't be undone: it is
+    /// logged (a later retry may then repeat that step) and processing goes on.
+    fn record(&self, r: Result<(), crate::store::StoreError>) {
+        if let Err(e) = r {
+            tracing::error!(alarm = "idempotency_write_failed", error = %e, "progress not recorded");
+        }
+    }
+
+    /// Creates the invitation under the pacing gate, retrying throttling and transient failures
+    /// within the deadline. A refused credential re-reads the secret once (rotation).
     async fn invite(
         &self,
-        creds: &Arc<Credentials>,
+        creds: &Credentials,
+        req: &InvitationRequest,
+        deadline: Deadline,
+    ) -> Result<Invitation, InviteError> {
+        let attempt = || async {
+            self.gate
+                .admit(deadline)
+                .await
+                .map_err(InviteError::Paused)?;
+            let timeout = GraphError::Unavailable {
+                reason: "timeout (deadline)".into(),
+                retry_after: None,
+            };
+            let result = deadline.bound(self.invite_once(creds, req), timeout).await;
+            match &result {
+                Err(GraphError::Rejected { status: 403, .. }) => self.gate.blocked(),
+                Err(GraphError::Throttled { retry_after }) => self.gate.throttled(*retry_after),
+                _ => {}
+            }
+            result.map_err(InviteError::Graph)
+        };
+        retry(deadline, attempt).await
+    }
+
+    async fn invite_once(
+        &self,
+        creds: &Credentials,
         req: &InvitationRequest,
     ) -> Result<Invitation, GraphError> {
         match self.graph.invite(&creds.graph, req).await {
             Err(GraphError::CredentialRefused(reason)) => {
-                let fresh = self
+                let current = self
                     .secrets
-                    .refresh_after_auth_failure(creds, Duration::ZERO)
+                    .get()
                     .await
                     .map_err(|_| GraphError::CredentialRefused(reason.clone()))?;
-                if Arc::ptr_eq(&fresh, creds) {
+                let fresh = self
+                    .secrets
+                    .refresh_after_auth_failure(&current, Duration::ZERO)
+                    .await
+                    .map_err(|_| GraphError::CredentialRefused(reason.clone()))?;
+                if Arc::ptr_eq(&fresh, &current) {
                     return Err(GraphError::CredentialRefused(reason));
                 }
                 tracing::info!("app credential refused; retrying with the re-read secret");
@@ -557,21 +804,6 @@ impl App {
             }
             other => other,
         }
-    }
-}
-
-/// The lock lasts as long as this invocation can (its deadline), so a crashed or timed-out
-/// invocation's lock frees itself.
-fn lock_duration(req: &Request) -> Duration {
-    let deadline_ms = req.lambda_context_ref().map(|c| c.deadline).unwrap_or(0);
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    if deadline_ms > now_ms {
-        Duration::from_millis(deadline_ms - now_ms)
-    } else {
-        DEFAULT_LOCK
     }
 }
 
@@ -605,18 +837,49 @@ fn secret_unavailable(e: SecretError) -> Problem {
     p
 }
 
-fn graph_problem(e: GraphError) -> Problem {
+fn store_unavailable(e: crate::store::StoreError) -> Problem {
+    tracing::error!(error = %e, "idempotency store unavailable");
+    let mut p = Problem::new(
+        ProblemKind::UpstreamUnavailable,
+        "idempotency store unavailable; retry later",
+    );
+    p.retry_after = Some(10);
+    p
+}
+
+fn invite_problem(e: InviteError) -> Problem {
     match e {
-        GraphError::Rejected { status, code } => Problem::new(
-            ProblemKind::GraphRejected,
-            format!("Microsoft Graph refused the invitation ({code})"),
-        )
-        .with("graphStatus", status)
-        .with("graphCode", code),
-        GraphError::Unavailable {
+        InviteError::Paused(p) => {
+            let mut problem = Problem::new(
+                ProblemKind::UpstreamUnavailable,
+                format!("Graph calls are paused ({}); retry later", p.reason),
+            );
+            problem.retry_after = Some(p.retry_after.as_secs().max(1));
+            problem
+        }
+        InviteError::Graph(GraphError::Rejected { status, code }) => {
+            Problem::new(
+                ProblemKind::GraphRejected,
+                format!("Microsoft Graph refused the invitation ({code})"),
+            )
+            .with("graphStatus", status)
+            .with("graphCode", code)
+            // A 403 (invitations blocked, or permission not yet granted) can be lifted by an
+            // operator, so queued events wait for it rather than being dead-lettered at once.
+            .retryable(status == 403)
+        }
+        InviteError::Graph(GraphError::Throttled { retry_after }) => {
+            let mut p = Problem::new(
+                ProblemKind::UpstreamUnavailable,
+                "Microsoft Graph is throttling; retry later",
+            );
+            p.retry_after = Some(retry_after.map_or(30, |d| d.as_secs().max(1)));
+            p
+        }
+        InviteError::Graph(GraphError::Unavailable {
             reason,
             retry_after,
-        } => {
+        }) => {
             let mut p = Problem::new(
                 ProblemKind::UpstreamUnavailable,
                 format!("Microsoft Graph is unavailable ({reason}); retry later"),
@@ -624,14 +887,16 @@ fn graph_problem(e: GraphError) -> Problem {
             p.retry_after = Some(retry_after.map_or(30, |d| d.as_secs().max(1)));
             p
         }
-        GraphError::CredentialRefused(reason) | GraphError::TokenRefused(reason) => {
+        InviteError::Graph(
+            GraphError::CredentialRefused(reason) | GraphError::TokenRefused(reason),
+        ) => {
             tracing::error!(reason = %reason, "Graph authentication failed: check GRAPH_CLIENT_ID, the client secret and admin consent");
             Problem::new(
                 ProblemKind::UpstreamAuth,
                 "authentication to Microsoft Graph failed",
             )
         }
-        GraphError::InvalidResponse(what) => {
+        InviteError::Graph(GraphError::InvalidResponse(what)) => {
             tracing::error!(reason = what, "unusable Graph response");
             Problem::new(ProblemKind::UpstreamInvalid, what)
         }
@@ -650,7 +915,8 @@ fn delivery_problem(
     )
     .with("invitationId", invitation.id.clone())
     .with("delivered", names(delivered))
-    .with("failed", failed.iter().map(|(k, e)| json!({"channel": k.name(), "reason": e.to_string()})).collect::<Vec<_>>());
+    .with("failed", failed.iter().map(|(k, e)| json!({"channel": k.name(), "reason": e.to_string()})).collect::<Vec<_>>())
+    .retryable(transient);
     p.retry_after = Some(if transient { 30 } else { 300 });
     p
 }

@@ -13,6 +13,15 @@ use crate::inbound::{Source, SourceSpec};
 /// override fields of these.
 pub const PRESETS: &[(&str, &str)] = &[("generic", include_str!("../presets/generic.toml"))];
 
+/// How the webhook processes a verified event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Invite and deliver within the webhook request.
+    Sync,
+    /// Enqueue to SQS and answer 202; the worker invites and delivers.
+    Queue,
+}
+
 /// Everything the function needs to know before its first event.
 #[derive(Debug)]
 pub struct Config {
@@ -30,6 +39,23 @@ pub struct Config {
     /// The public base URL senders call, when it differs from the Function URL's own host
     /// (custom domain, CloudFront); HubSpot v3 signs the full URI (`PUBLIC_BASE_URL`).
     pub public_base_url: Option<Url>,
+    /// `PROCESSING_MODE`.
+    pub mode: Mode,
+    /// `QUEUE_URL`: where the webhook enqueues events in queue mode.
+    pub queue_url: Option<String>,
+    /// `DEAD_LETTER_QUEUE_URL`: where the worker parks events that can't succeed.
+    pub dead_letter_queue_url: Option<String>,
+    /// `IDEMPOTENCY_TABLE`: the DynamoDB table; without it, records live in memory.
+    pub idempotency_table: Option<String>,
+    /// `IDEMPOTENCY_RETENTION_SECONDS`: how long completed events are remembered.
+    pub idempotency_retention: Duration,
+    /// `INVITE_RATE_PER_MINUTE`: Graph invitations per container and minute.
+    pub invite_rate_per_minute: std::num::NonZeroU32,
+    /// `GRAPH_COOLDOWN_SECONDS`: pause after Graph blocks invitations.
+    pub graph_cooldown: Duration,
+    /// `MAX_RECEIVES`: the queue's maxReceiveCount; on the last receive a failing event is
+    /// parked with its reason.
+    pub max_receives: u32,
     pub sources: BTreeMap<String, Source>,
 }
 
@@ -75,7 +101,42 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError(msg.into()))
 }
 
+/// Which function is starting: each needs different settings in queue mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Webhook,
+    Worker,
+}
+
 impl Config {
+    /// Checks the settings `role` needs, so a half-configured deployment fails at start-up.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the missing variable.
+    pub fn require_for(&self, role: Role) -> Result<(), ConfigError> {
+        match role {
+            Role::Webhook if self.mode == Mode::Queue => {
+                if self.queue_url.is_none() {
+                    return err("QUEUE_URL is required with PROCESSING_MODE=queue");
+                }
+                if self.idempotency_table.is_none() {
+                    return err("IDEMPOTENCY_TABLE is required with PROCESSING_MODE=queue");
+                }
+                Ok(())
+            }
+            Role::Webhook => Ok(()),
+            Role::Worker => {
+                if self.idempotency_table.is_none() {
+                    return err("IDEMPOTENCY_TABLE is required by the worker");
+                }
+                if self.dead_letter_queue_url.is_none() {
+                    return err("DEAD_LETTER_QUEUE_URL is required by the worker");
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Reads the process environment.
     ///
     /// # Errors
@@ -175,6 +236,37 @@ impl Config {
                         })
                 })
                 .transpose()?,
+            mode: match var("PROCESSING_MODE")
+                .map(|m| m.to_ascii_lowercase())
+                .as_deref()
+            {
+                None | Some("sync") => Mode::Sync,
+                Some("queue") => Mode::Queue,
+                _ => return err("PROCESSING_MODE must be sync or queue"),
+            },
+            queue_url: var("QUEUE_URL"),
+            dead_letter_queue_url: var("DEAD_LETTER_QUEUE_URL"),
+            idempotency_table: var("IDEMPOTENCY_TABLE"),
+            idempotency_retention: Duration::from_secs(number(
+                "IDEMPOTENCY_RETENTION_SECONDS",
+                var("IDEMPOTENCY_RETENTION_SECONDS"),
+                7 * 24 * 3600,
+                60..=365 * 24 * 3600,
+            )?),
+            invite_rate_per_minute: std::num::NonZeroU32::new(number(
+                "INVITE_RATE_PER_MINUTE",
+                var("INVITE_RATE_PER_MINUTE"),
+                30,
+                1..=6000,
+            )? as u32)
+            .expect("range starts at 1"),
+            graph_cooldown: Duration::from_secs(number(
+                "GRAPH_COOLDOWN_SECONDS",
+                var("GRAPH_COOLDOWN_SECONDS"),
+                900,
+                1..=86_400,
+            )?),
+            max_receives: number("MAX_RECEIVES", var("MAX_RECEIVES"), 5, 1..=1000)? as u32,
             sources: load_sources(var("RELAY_CONFIG").as_deref())?,
         })
     }

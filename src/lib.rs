@@ -12,7 +12,10 @@
 //! - [`domain`]: validated values (invitee email, display name, redirect URL, invitation).
 //! - [`graph`]: app-only tokens and the invitations API, with classified errors.
 //! - [`delivery`]: channels (Slack, signed webhook) and the outbound URL guard.
-//! - [`store`]: idempotency records, so retries neither invite nor notify twice.
+//! - [`store`]: idempotency records (DynamoDB, or memory), so retries neither invite nor notify twice.
+//! - [`queue`]: queue mode's messages, the SQS queue and the dead-letter queue.
+//! - [`resilience`]: deadlines, retries with backoff, invitation pacing, the Graph circuit breaker.
+//! - [`worker`]: the worker function's SQS batches and EventBridge events.
 //! - [`secrets`]: the Secrets Manager secret, cached with a TTL and re-read on rotation.
 //! - [`telemetry`]: JSON logs honouring Lambda's log settings; the keyed email hash.
 //! - [`problem`]: RFC 9457 problem+json answers.
@@ -25,8 +28,11 @@ pub mod expr;
 pub mod graph;
 pub mod inbound;
 pub mod problem;
+pub mod queue;
+pub mod resilience;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;
+pub mod worker;
 
 pub use app::App;

@@ -101,15 +101,20 @@ pub struct Problem {
     pub detail: String,
     pub extensions: Map<String, Value>,
     pub retry_after: Option<u64>,
+    /// Whether trying the same event again later can succeed (queue mode retries these and
+    /// dead-letters the rest).
+    pub retryable: bool,
 }
 
 impl Problem {
     pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
+        let status = kind.status().as_u16();
         Self {
             kind,
             detail: detail.into(),
             extensions: Map::new(),
             retry_after: None,
+            retryable: status >= 500 || status == 409,
         }
     }
 
@@ -117,6 +122,17 @@ impl Problem {
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.extensions.insert(key.to_owned(), value.into());
         self
+    }
+
+    /// Overrides whether a later attempt can succeed.
+    pub fn retryable(mut self, retryable: bool) -> Self {
+        self.retryable = retryable;
+        self
+    }
+
+    /// `type slug: detail`, for a dead-letter reason (never personal data).
+    pub fn reason(&self) -> String {
+        format!("{}: {}", self.kind.slug(), self.detail)
     }
 
     pub fn status(&self) -> StatusCode {

@@ -137,6 +137,13 @@ impl GraphEmulator {
         self.inner().invitation_faults.push_back(fault);
     }
 
+    /// Drops every queued fault (the upstream recovered).
+    pub fn clear_faults(&self) {
+        let mut inner = self.inner();
+        inner.invitation_faults.clear();
+        inner.token_faults.clear();
+    }
+
     /// Queues a fault for the next token call(s).
     pub fn fail_next_token(&self, fault: Fault) {
         self.inner().token_faults.push_back(fault);

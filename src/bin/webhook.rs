@@ -1,12 +1,13 @@
 //! The `webhook` Lambda function: `POST /webhooks/{source}` behind a Function URL or API Gateway.
 
+use invite_relay::config::Role;
 use invite_relay::{App, telemetry};
 use lambda_http::{Error, Request, service_fn};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     telemetry::init();
-    let app = match App::from_env().await {
+    let app = match App::from_env(Role::Webhook).await {
         Ok(app) => app,
         Err(e) => {
             tracing::error!(error = %e, "invite-relay cannot start");

@@ -119,9 +119,8 @@ pub enum DeliveryError {
     Blocked,
 }
 
-impl DeliveryError {
-    /// Worth trying again later.
-    pub fn is_transient(&self) -> bool {
+impl crate::resilience::Transient for DeliveryError {
+    fn is_transient(&self) -> bool {
         matches!(self, DeliveryError::Unavailable(_))
     }
 }

@@ -7,7 +7,10 @@ pub enum GraphError {
     /// event will fail the same way.
     #[error("Graph refused the invitation: HTTP {status}, code {code}")]
     Rejected { status: u16, code: String },
-    /// Throttling, server errors, timeouts, connection failures: try again later.
+    /// Graph throttled the call (429): try again after `retry_after`.
+    #[error("Graph throttled the request")]
+    Throttled { retry_after: Option<Duration> },
+    /// Server errors, timeouts, connection failures: try again later.
     #[error("Graph unavailable: {reason}")]
     Unavailable {
         reason: String,
@@ -22,6 +25,23 @@ pub enum GraphError {
     /// Graph answered success with a body we can't use (e.g. no `inviteRedeemUrl`).
     #[error("unexpected Graph response: {0}")]
     InvalidResponse(&'static str),
+}
+
+impl crate::resilience::Transient for GraphError {
+    fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            GraphError::Throttled { .. } | GraphError::Unavailable { .. }
+        )
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            GraphError::Throttled { retry_after } | GraphError::Unavailable { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
+        }
+    }
 }
 
 /// `{"error": {"code": "...", "message": "..."}}` — only the code is kept.
@@ -65,7 +85,10 @@ pub(crate) fn classify(
     let code = error_code(body);
     match status {
         401 => GraphError::TokenRefused(code.unwrap_or_else(|| "no code".into())),
-        408 | 429 | 500..=599 => GraphError::Unavailable {
+        429 => GraphError::Throttled {
+            retry_after: retry_after(headers),
+        },
+        408 | 500..=599 => GraphError::Unavailable {
             reason: format!(
                 "HTTP {status}{}",
                 code.map(|c| format!(" {c}")).unwrap_or_default()
@@ -119,7 +142,11 @@ mod tests {
             classify(401, &h, b""),
             GraphError::TokenRefused(_)
         ));
-        for s in [408, 429, 500, 502, 503, 504] {
+        assert!(matches!(
+            classify(429, &h, b""),
+            GraphError::Throttled { .. }
+        ));
+        for s in [408, 500, 502, 503, 504] {
             assert!(
                 matches!(classify(s, &h, b""), GraphError::Unavailable { .. }),
                 "{s}"
@@ -128,7 +155,7 @@ mod tests {
         let mut h = reqwest::header::HeaderMap::new();
         h.insert("retry-after", "7".parse().unwrap());
         assert!(
-            matches!(classify(429, &h, b""), GraphError::Unavailable { retry_after: Some(d), .. } if d.as_secs() == 7)
+            matches!(classify(429, &h, b""), GraphError::Throttled { retry_after: Some(d) } if d.as_secs() == 7)
         );
         assert_eq!(error_code(br#"{"error":{"code":"a b <script>"}}"#), None);
     }

@@ -22,6 +22,9 @@ pub struct SourceSpec {
     /// at least one must be present.
     pub secrets: Option<Vec<String>>,
     pub filter: Option<toml::Spanned<String>>,
+    /// For `scheme = "eventbridge"`: the EventBridge `source` (or a prefix of it) this source
+    /// handles, e.g. `aws.partner/salesforce.com`.
+    pub eventbridge_source: Option<String>,
     pub map: Option<MapSpec>,
 }
 
@@ -51,6 +54,9 @@ impl SourceSpec {
             scheme: self.scheme.or(base.scheme),
             secrets: self.secrets.or_else(|| base.secrets.clone()),
             filter: self.filter.or_else(|| base.filter.clone()),
+            eventbridge_source: self
+                .eventbridge_source
+                .or_else(|| base.eventbridge_source.clone()),
             map,
         }
     }
@@ -77,6 +83,7 @@ pub struct Source {
     pub name: String,
     pub scheme: Scheme,
     pub secret_keys: Vec<String>,
+    pub eventbridge_source: Option<String>,
     filter: Option<Expr>,
     map: Mapping,
 }
@@ -105,8 +112,9 @@ pub enum Interpretation {
 }
 
 /// A CRM event reduced to what an invitation needs. Values are still raw strings; the domain
-/// types parse them.
-#[derive(Debug)]
+/// types parse them (again in the worker, which trusts nothing it reads from a queue).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CrmEvent {
     pub event_id: String,
     pub event_type: Option<String>,
@@ -149,12 +157,32 @@ impl Source {
         let scheme = spec
             .scheme
             .ok_or_else(|| format!("{}: missing (e.g. \"standard-webhooks\")", field("scheme")))?;
-        let secret_keys = spec.secrets.filter(|s| !s.is_empty()).ok_or_else(|| {
-            format!(
-                "{}: list at least one key of the relay secret",
-                field("secrets")
-            )
-        })?;
+        let secret_keys = match (scheme, spec.secrets) {
+            (Scheme::Eventbridge, _) => Vec::new(),
+            (_, Some(keys)) if !keys.is_empty() => keys,
+            _ => {
+                return Err(format!(
+                    "{}: list at least one key of the relay secret",
+                    field("secrets")
+                ));
+            }
+        };
+        let eventbridge_source = match (scheme, spec.eventbridge_source) {
+            (Scheme::Eventbridge, Some(src)) if !src.trim().is_empty() => Some(src),
+            (Scheme::Eventbridge, _) => {
+                return Err(format!(
+                    "{}: required with scheme = \"eventbridge\" (e.g. \"aws.partner/salesforce.com\")",
+                    field("eventbridge_source")
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(format!(
+                    "{}: only for scheme = \"eventbridge\"",
+                    field("eventbridge_source")
+                ));
+            }
+            (_, None) => None,
+        };
         let compile = |f: &str, s: &toml::Spanned<String>| {
             Expr::compile(s.get_ref()).map_err(|e| {
                 format!(
@@ -190,6 +218,7 @@ impl Source {
             name: name.to_owned(),
             scheme,
             secret_keys,
+            eventbridge_source,
             filter,
             map,
         })

@@ -149,6 +149,14 @@ impl MemoryStore {
         })
     }
 
+    pub fn completed(&self, key: &EventKey) -> Option<Progress> {
+        let retention = self.retention;
+        self.with(|records| {
+            let r = records.get(key)?;
+            (r.completed_at?.elapsed() < retention).then(|| r.progress.clone())
+        })
+    }
+
     pub fn complete(&self, key: &EventKey) {
         self.with(|records| {
             if let Some(r) = records.get_mut(key) {

@@ -4,10 +4,12 @@
 //! The record never holds the redeem URL. A retry after an invitation whose delivery did not
 //! finish invites again (Graph returns a fresh link for the same user).
 
+mod dynamo;
 mod memory;
 
 use std::time::Duration;
 
+pub use dynamo::DynamoStore;
 pub use memory::MemoryStore;
 
 use crate::delivery::ChannelKind;
@@ -38,35 +40,68 @@ pub enum Claim {
     Completed(Progress),
 }
 
+/// The store could not be read or written (the message names the operation and error code).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
+
 /// The idempotency store (enum dispatch: one variant per real implementation).
 pub enum Store {
     Memory(MemoryStore),
+    Dynamo(DynamoStore),
 }
 
 impl Store {
     /// Takes the in-progress lock for `lock_for` unless the event is completed or locked.
-    pub async fn claim(&self, key: &EventKey, lock_for: Duration) -> Claim {
+    pub async fn claim(&self, key: &EventKey, lock_for: Duration) -> Result<Claim, StoreError> {
         match self {
-            Store::Memory(m) => m.claim(key, lock_for),
+            Store::Memory(m) => Ok(m.claim(key, lock_for)),
+            Store::Dynamo(d) => d.claim(key, lock_for).await,
         }
     }
 
-    pub async fn record_invited(&self, key: &EventKey, invitation_id: &str, invited_user_id: &str) {
+    pub async fn record_invited(
+        &self,
+        key: &EventKey,
+        invitation_id: &str,
+        invited_user_id: &str,
+    ) -> Result<(), StoreError> {
         match self {
-            Store::Memory(m) => m.record_invited(key, invitation_id, invited_user_id),
+            Store::Memory(m) => {
+                m.record_invited(key, invitation_id, invited_user_id);
+                Ok(())
+            }
+            Store::Dynamo(d) => d.record_invited(key, invitation_id, invited_user_id).await,
         }
     }
 
-    pub async fn record_delivered(&self, key: &EventKey, channel: ChannelKind) {
+    pub async fn record_delivered(
+        &self,
+        key: &EventKey,
+        channel: ChannelKind,
+    ) -> Result<(), StoreError> {
         match self {
-            Store::Memory(m) => m.record_delivered(key, channel),
+            Store::Memory(m) => {
+                m.record_delivered(key, channel);
+                Ok(())
+            }
+            Store::Dynamo(d) => d.record_delivered(key, channel).await,
         }
     }
 
     /// Remembers which event a sender's delivery id carried (replay detection).
-    pub async fn remember_delivery(&self, source: &str, delivery_id: &str, key: &EventKey) {
+    pub async fn remember_delivery(
+        &self,
+        source: &str,
+        delivery_id: &str,
+        key: &EventKey,
+    ) -> Result<(), StoreError> {
         match self {
-            Store::Memory(m) => m.remember_delivery(source, delivery_id, key),
+            Store::Memory(m) => {
+                m.remember_delivery(source, delivery_id, key);
+                Ok(())
+            }
+            Store::Dynamo(d) => d.remember_delivery(source, delivery_id, key).await,
         }
     }
 
@@ -75,23 +110,40 @@ impl Store {
         &self,
         source: &str,
         delivery_id: &str,
-    ) -> Option<(EventKey, Progress)> {
+    ) -> Result<Option<(EventKey, Progress)>, StoreError> {
         match self {
-            Store::Memory(m) => m.completed_delivery(source, delivery_id),
+            Store::Memory(m) => Ok(m.completed_delivery(source, delivery_id)),
+            Store::Dynamo(d) => d.completed_delivery(source, delivery_id).await,
+        }
+    }
+
+    /// The event's progress when it is completed.
+    pub async fn completed(&self, key: &EventKey) -> Result<Option<Progress>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.completed(key)),
+            Store::Dynamo(d) => d.completed(key).await,
         }
     }
 
     /// Marks the event done; duplicates within the retention window are answered from here.
-    pub async fn complete(&self, key: &EventKey) {
+    pub async fn complete(&self, key: &EventKey) -> Result<(), StoreError> {
         match self {
-            Store::Memory(m) => m.complete(key),
+            Store::Memory(m) => {
+                m.complete(key);
+                Ok(())
+            }
+            Store::Dynamo(d) => d.complete(key).await,
         }
     }
 
     /// Drops the lock after a failure, keeping the progress, so a retry can resume.
-    pub async fn release(&self, key: &EventKey) {
+    pub async fn release(&self, key: &EventKey) -> Result<(), StoreError> {
         match self {
-            Store::Memory(m) => m.release(key),
+            Store::Memory(m) => {
+                m.release(key);
+                Ok(())
+            }
+            Store::Dynamo(d) => d.release(key).await,
         }
     }
 }

@@ -1,14 +1,23 @@
-//! Graph failures map to documented statuses; nothing is delivered without an invitation.
+//! Graph failures map to documented statuses; transient ones are retried within the request's
+//! deadline; nothing is delivered without an invitation.
+
+use std::time::{Duration, Instant};
 
 use devkit::Fault;
+use invite_relay::resilience::Deadline;
 use serde_json::json;
 
 use crate::helpers::*;
 
-async fn send_with_fault(fault: Fault) -> (TestApp, Answer) {
+/// Sends the sample with `fault` queued `times` times and a 3 s invocation deadline.
+async fn send_with_fault(fault: Fault, times: usize) -> (TestApp, Answer) {
     let t = spawn_app().await;
-    t.graph.fail_next_invitation(fault);
-    let a = t.post(&sample_body()).await;
+    for _ in 0..times {
+        t.graph.fail_next_invitation(fault.clone());
+    }
+    let a = t
+        .post_until(&sample_body(), Deadline::after(Duration::from_secs(3)))
+        .await;
     assert!(
         t.slack.received().is_empty() && t.hook.received().is_empty(),
         "no delivery without an invitation"
@@ -16,13 +25,18 @@ async fn send_with_fault(fault: Fault) -> (TestApp, Answer) {
     (t, a)
 }
 
+const PERSISTENT: usize = 50;
+
 #[tokio::test]
 async fn graph_400_is_422_with_the_code_but_not_the_message() {
-    let (t, a) = send_with_fault(Fault::Status {
-        status: 400,
-        code: "BadRequest",
-        retry_after: None,
-    })
+    let (t, a) = send_with_fault(
+        Fault::Status {
+            status: 400,
+            code: "BadRequest",
+            retry_after: None,
+        },
+        1,
+    )
     .await;
     a.assert_problem(422, "graph-rejected");
     assert_eq!(a.body["graphCode"], "BadRequest");
@@ -31,19 +45,40 @@ async fn graph_400_is_422_with_the_code_but_not_the_message() {
         !a.raw.contains("Injected failure"),
         "the Graph message (which echoes the email) is not passed on"
     );
-    assert_eq!(t.graph.invitation_calls().len(), 1);
+    assert_eq!(
+        t.graph.invitation_calls().len(),
+        1,
+        "permanent errors are not retried"
+    );
 }
 
 #[tokio::test]
-async fn graph_403_is_422() {
-    let (_t, a) = send_with_fault(Fault::Status {
-        status: 403,
-        code: "Authorization_RequestDenied",
-        retry_after: None,
-    })
+async fn graph_403_is_422_and_pauses_further_invitations() {
+    let (t, a) = send_with_fault(
+        Fault::Status {
+            status: 403,
+            code: "Authorization_RequestDenied",
+            retry_after: None,
+        },
+        1,
+    )
     .await;
     a.assert_problem(422, "graph-rejected");
     assert_eq!(a.body["graphCode"], "Authorization_RequestDenied");
+    // The circuit is open: the next event is not sent to Graph at all.
+    let mut b = sample_body();
+    b["id"] = "evt_next".into();
+    let next = t.post(&b).await;
+    next.assert_problem(503, "upstream-unavailable");
+    assert!(next.body["detail"].as_str().unwrap().contains("paused"));
+    assert_eq!(t.graph.invitation_calls().len(), 1);
+    assert!(
+        t.logs
+            .lines()
+            .iter()
+            .any(|l| l["alarm"] == "graph_circuit_open"),
+        "one alarmable line"
+    );
 }
 
 #[tokio::test]
@@ -66,30 +101,67 @@ async fn graph_401_once_refreshes_the_token_and_succeeds() {
 
 #[tokio::test]
 async fn graph_401_twice_is_502_upstream_auth() {
-    let t = spawn_app().await;
-    for _ in 0..2 {
-        t.graph.fail_next_invitation(Fault::Status {
+    let (t, a) = send_with_fault(
+        Fault::Status {
             status: 401,
             code: "InvalidAuthenticationToken",
             retry_after: None,
-        });
-    }
-    let a = t.post(&sample_body()).await;
+        },
+        2,
+    )
+    .await;
     a.assert_problem(502, "upstream-auth");
     assert!(t.graph.created().is_empty());
 }
 
 #[tokio::test]
-async fn graph_429_is_503_with_retry_after() {
-    let (t, a) = send_with_fault(Fault::Status {
+async fn transient_graph_failures_are_retried_within_the_request() {
+    let t = spawn_app().await;
+    t.graph.fail_next_invitation(Fault::Status {
+        status: 500,
+        code: "generalException",
+        retry_after: None,
+    });
+    t.graph.fail_next_invitation(Fault::Status {
         status: 429,
         code: "TooManyRequests",
-        retry_after: Some(7),
-    })
+        retry_after: Some(1),
+    });
+    let started = Instant::now();
+    let a = t.post(&sample_body()).await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    assert_eq!(t.graph.invitation_calls().len(), 3);
+    assert_eq!(t.graph.created().len(), 1);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After was honoured"
+    );
+}
+
+#[tokio::test]
+async fn persistent_429_is_503_with_retry_after_and_the_retry_succeeds() {
+    let (t, a) = send_with_fault(
+        Fault::Status {
+            status: 429,
+            code: "TooManyRequests",
+            retry_after: Some(7),
+        },
+        PERSISTENT,
+    )
     .await;
     a.assert_problem(503, "upstream-unavailable");
+    assert_eq!(
+        a.body["detail"],
+        "Microsoft Graph is throttling; retry later"
+    );
+    assert_eq!(
+        t.graph.invitation_calls().len(),
+        1,
+        "a Retry-After beyond the deadline is left to the sender"
+    );
     assert!(t.graph.created().is_empty());
     // The CRM's retry succeeds once Graph recovers.
+    t.graph.clear_faults();
     let b = t.post(&sample_body()).await;
     assert_eq!(b.status, 200, "{}", b.raw);
     assert_eq!(t.graph.created().len(), 1);
@@ -99,40 +171,67 @@ async fn graph_429_is_503_with_retry_after() {
 #[tokio::test]
 async fn graph_429_passes_retry_after_to_the_caller() {
     let t = spawn_app().await;
-    t.graph.fail_next_invitation(Fault::Status {
-        status: 429,
-        code: "TooManyRequests",
-        retry_after: Some(7),
-    });
+    for _ in 0..PERSISTENT {
+        t.graph.fail_next_invitation(Fault::Status {
+            status: 429,
+            code: "TooManyRequests",
+            retry_after: Some(7),
+        });
+    }
+    let req = to_request(&signed_event(&sample_body().to_string()));
     let resp = t
         .app
-        .handle(to_request(&signed_event(&sample_body().to_string())))
+        .handle_until(req, Deadline::after(Duration::from_secs(3)))
         .await;
     assert_eq!(resp.status(), 503);
     assert_eq!(resp.headers()["retry-after"], "7");
 }
 
 #[tokio::test]
-async fn graph_500_is_503() {
-    let (_t, a) = send_with_fault(Fault::Status {
-        status: 500,
-        code: "generalException",
-        retry_after: None,
-    })
+async fn persistent_500_is_503() {
+    let (t, a) = send_with_fault(
+        Fault::Status {
+            status: 500,
+            code: "generalException",
+            retry_after: None,
+        },
+        PERSISTENT,
+    )
     .await;
     a.assert_problem(503, "upstream-unavailable");
+    assert!(t.graph.invitation_calls().len() > 1, "retried with backoff");
 }
 
 #[tokio::test]
-async fn graph_timeout_is_503() {
-    let (_t, a) = send_with_fault(Fault::Delay(std::time::Duration::from_secs(4))).await;
+async fn a_slow_graph_never_outlives_the_deadline() {
+    let (t, a) = {
+        let t = spawn_app_with(Options {
+            env: vec![("OUTBOUND_TIMEOUT_MS", "8000".into())],
+            ..Options::default()
+        })
+        .await;
+        for _ in 0..PERSISTENT {
+            t.graph
+                .fail_next_invitation(Fault::Delay(Duration::from_secs(20)));
+        }
+        let started = Instant::now();
+        let a = t
+            .post_until(&sample_body(), Deadline::after(Duration::from_secs(2)))
+            .await;
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(2500),
+            "answered after {took:?}"
+        );
+        (t, a)
+    };
     a.assert_problem(503, "upstream-unavailable");
-    assert!(a.body["detail"].as_str().unwrap().contains("timeout"));
+    assert!(t.slack.received().is_empty());
 }
 
 #[tokio::test]
 async fn created_without_redeem_url_is_a_failure() {
-    let (_t, a) = send_with_fault(Fault::NoRedeemUrl).await;
+    let (_t, a) = send_with_fault(Fault::NoRedeemUrl, 1).await;
     a.assert_problem(502, "upstream-invalid");
     assert!(
         a.body["detail"]

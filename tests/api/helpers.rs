@@ -294,6 +294,19 @@ impl TestApp {
         answer(self.app.handle(to_request(event)).await)
     }
 
+    /// Sends `body` signed, with an explicit deadline for the invocation.
+    pub async fn post_until(
+        &self,
+        body: &Value,
+        deadline: invite_relay::resilience::Deadline,
+    ) -> Answer {
+        answer(
+            self.app
+                .handle_until(to_request(&signed_event(&body.to_string())), deadline)
+                .await,
+        )
+    }
+
     /// Sends `body` signed, through a Function URL event.
     pub async fn post(&self, body: &Value) -> Answer {
         self.send_event(&signed_event(&body.to_string())).await

@@ -30,6 +30,10 @@ pub enum Scheme {
     Basic,
     /// A static `Authorization: Bearer <token>`.
     Bearer,
+    /// Amazon EventBridge events delivered to the worker (Salesforce Event Relay and other
+    /// partner event buses): trust comes from the bus and IAM, so HTTP requests to such a
+    /// source are always refused.
+    Eventbridge,
 }
 
 /// Why verification failed. Callers answer every variant with the same 401; the variant is
@@ -90,6 +94,7 @@ impl Scheme {
                 }
                 Ok(if self == Scheme::Bearer { Key::Credential(secret.clone()) } else { Key::Hmac(secret.clone()) })
             }
+            Scheme::Eventbridge => Err("EventBridge sources take no signing key".into()),
             Scheme::Basic => match raw.split_once(':') {
                 Some((user, pass)) if !user.is_empty() && pass.len() >= 8 => Ok(Key::Credential(secret.clone())),
                 _ => Err("a Basic credential must be user:password with a password of 8 characters or more".into()),
@@ -102,7 +107,7 @@ impl Scheme {
     /// # Errors
     /// [`SignatureError`] when no key verifies.
     pub fn verify(self, keys: &[Key], req: &Signed<'_>) -> Result<(), SignatureError> {
-        if keys.is_empty() {
+        if keys.is_empty() || self == Scheme::Eventbridge {
             return Err(SignatureError::Mismatch);
         }
         match self {
@@ -112,6 +117,7 @@ impl Scheme {
             Scheme::HubSignature256 => hub_signature::verify(keys, req),
             Scheme::Basic => credentials::verify_basic(keys, req),
             Scheme::Bearer => credentials::verify_bearer(keys, req),
+            Scheme::Eventbridge => Err(SignatureError::Mismatch),
         }
     }
 
@@ -127,7 +133,7 @@ impl Scheme {
             Scheme::StandardWebhooks => h("webhook-id").or_else(|| h("svix-id")),
             Scheme::Zendesk => h("x-zendesk-webhook-invocation-id"),
             Scheme::HubSignature256 => h("x-github-delivery").or_else(|| h("x-delivery-id")),
-            Scheme::HubspotV3 | Scheme::Basic | Scheme::Bearer => None,
+            Scheme::HubspotV3 | Scheme::Basic | Scheme::Bearer | Scheme::Eventbridge => None,
         }?;
         (!id.is_empty() && id.len() <= 200 && id.bytes().all(|b| b.is_ascii_graphic()))
             .then_some(id)

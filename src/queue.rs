@@ -1,0 +1,108 @@
+//! Queue mode: the webhook enqueues a verified, validated event to SQS and answers 202; the
+//! worker consumes it. Events that can't succeed are parked on the dead-letter queue with their
+//! reason. No message ever holds a redeem URL.
+
+use serde::{Deserialize, Serialize};
+
+use crate::inbound::CrmEvent;
+
+/// A verified event on its way to the worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuedEvent {
+    /// Message format version.
+    pub v: u8,
+    pub source: String,
+    pub delivery_id: Option<String>,
+    pub event: CrmEvent,
+}
+
+/// SQS access for both functions.
+pub struct Queues {
+    client: aws_sdk_sqs::Client,
+    /// Where the webhook sends events (queue mode).
+    pub queue_url: Option<String>,
+    /// Where the worker parks events that can't succeed.
+    pub dead_letter_url: Option<String>,
+}
+
+/// The queue could not be written.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("SQS {0}")]
+pub struct QueueError(pub String);
+
+fn code<E: aws_sdk_sqs::error::ProvideErrorMetadata>(e: &E) -> String {
+    e.code().unwrap_or("unreachable").to_owned()
+}
+
+impl Queues {
+    pub fn new(
+        client: aws_sdk_sqs::Client,
+        queue_url: Option<String>,
+        dead_letter_url: Option<String>,
+    ) -> Self {
+        Self {
+            client,
+            queue_url,
+            dead_letter_url,
+        }
+    }
+
+    /// Sends `event` to the processing queue.
+    ///
+    /// # Errors
+    /// [`QueueError`] with the SQS error code.
+    pub async fn enqueue(&self, event: &QueuedEvent) -> Result<(), QueueError> {
+        let url = self
+            .queue_url
+            .as_deref()
+            .ok_or_else(|| QueueError("queue URL not configured".into()))?;
+        let body =
+            serde_json::to_string(event).map_err(|_| QueueError("serialisation failed".into()))?;
+        self.client
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| QueueError(format!("SendMessage failed: {}", code(&e))))
+    }
+
+    /// Parks a message on the dead-letter queue with its reason (a problem type and detail,
+    /// never personal data) as message attributes, for an operator to inspect and redrive.
+    ///
+    /// # Errors
+    /// [`QueueError`] with the SQS error code.
+    pub async fn park(
+        &self,
+        body: &str,
+        reason: &str,
+        source: &str,
+        event_id: &str,
+    ) -> Result<(), QueueError> {
+        use aws_sdk_sqs::types::MessageAttributeValue;
+        let url = self
+            .dead_letter_url
+            .as_deref()
+            .ok_or_else(|| QueueError("dead-letter queue URL not configured".into()))?;
+        let attr = |v: &str| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(v)
+                .build()
+                .map_err(|_| QueueError("bad attribute".into()))
+        };
+        self.client
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .message_attributes("reason", attr(reason)?)
+            .message_attributes("source", attr(source)?)
+            .message_attributes("eventId", attr(event_id)?)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| QueueError(format!("SendMessage (dead-letter) failed: {}", code(&e))))
+    }
+}

@@ -1,0 +1,148 @@
+//! The worker function's event handling: SQS batches from the queue (with partial batch
+//! failure reporting) and Amazon EventBridge events, both through the same pipeline.
+//!
+//! The two event shapes are read with small local types (the fields used are few and
+//! documented), which keeps the function's dependency tree lean.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::App;
+use crate::problem::Problem;
+use crate::resilience::Deadline;
+
+/// An SQS event source batch (`Records` from `aws:sqs`).
+#[derive(Debug, Deserialize)]
+pub struct SqsEvent {
+    #[serde(rename = "Records")]
+    pub records: Vec<SqsRecord>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SqsRecord {
+    pub message_id: String,
+    pub body: String,
+    #[serde(default)]
+    pub attributes: SqsAttributes,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SqsAttributes {
+    #[serde(rename = "ApproximateReceiveCount", default)]
+    pub approximate_receive_count: Option<String>,
+}
+
+/// `ReportBatchItemFailures` answer: the messages to return to the queue.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct BatchResponse {
+    #[serde(rename = "batchItemFailures")]
+    pub batch_item_failures: Vec<BatchItemFailure>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct BatchItemFailure {
+    #[serde(rename = "itemIdentifier")]
+    pub item_identifier: String,
+}
+
+/// The worker could not handle the invocation; Lambda retries it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct WorkerError(pub String);
+
+/// Handles one worker invocation: an SQS batch or an EventBridge event.
+///
+/// # Errors
+/// [`WorkerError`] for an EventBridge event that should be retried, or an unrecognised event.
+pub async fn handle(app: &App, event: Value, deadline: Deadline) -> Result<Value, WorkerError> {
+    let is_sqs = event
+        .get("Records")
+        .and_then(Value::as_array)
+        .and_then(|r| r.first())
+        .and_then(|r| r.get("eventSource"))
+        .and_then(Value::as_str)
+        == Some("aws:sqs");
+    if is_sqs {
+        let batch: SqsEvent =
+            serde_json::from_value(event).map_err(|_| WorkerError("malformed SQS event".into()))?;
+        let response = handle_sqs(app, batch, deadline).await;
+        return serde_json::to_value(response)
+            .map_err(|_| WorkerError("response serialisation".into()));
+    }
+    if event.get("detail-type").is_some() && event.get("detail").is_some() {
+        return handle_eventbridge(app, &event, deadline).await;
+    }
+    Err(WorkerError(
+        "unrecognised event: expected an SQS batch or an EventBridge event".into(),
+    ))
+}
+
+/// Processes each message; failures that a later attempt can fix go back to the queue, others
+/// (and retryable ones on their last receive) are parked on the dead-letter queue with their
+/// reason.
+pub async fn handle_sqs(app: &App, batch: SqsEvent, deadline: Deadline) -> BatchResponse {
+    let mut failures = Vec::new();
+    for record in batch.records {
+        let receives: u32 = record
+            .attributes
+            .approximate_receive_count
+            .as_deref()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1);
+        match app.process_queued(&record.body, deadline).await {
+            Ok(outcome) => {
+                tracing::info!(message_id = %record.message_id, status = %outcome.to_json()["status"], "message processed");
+            }
+            Err(problem) if problem.retryable && receives < app.config().max_receives => {
+                tracing::warn!(message_id = %record.message_id, problem = problem.kind.slug(), receives, "message returned to the queue");
+                failures.push(BatchItemFailure {
+                    item_identifier: record.message_id,
+                });
+            }
+            Err(problem) => {
+                if !park(app, &record.body, &problem).await {
+                    failures.push(BatchItemFailure {
+                        item_identifier: record.message_id,
+                    });
+                }
+            }
+        }
+    }
+    BatchResponse {
+        batch_item_failures: failures,
+    }
+}
+
+async fn park(app: &App, body: &str, problem: &Problem) -> bool {
+    let parsed: Option<crate::queue::QueuedEvent> = serde_json::from_str(body).ok();
+    let (source, event_id) = parsed.as_ref().map_or(("unknown", "unknown"), |q| {
+        (q.source.as_str(), q.event.event_id.as_str())
+    });
+    match app.park(body, problem, source, event_id).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "parking failed; the message returns to the queue");
+            false
+        }
+    }
+}
+
+async fn handle_eventbridge(
+    app: &App,
+    event: &Value,
+    deadline: Deadline,
+) -> Result<Value, WorkerError> {
+    match app.process_eventbridge(event, deadline).await {
+        Ok(outcome) => Ok(outcome.to_json()),
+        Err(problem) if problem.retryable => Err(WorkerError(problem.reason())),
+        Err(problem) => {
+            let body = event.to_string();
+            let event_id = event.get("id").and_then(Value::as_str).unwrap_or("unknown");
+            app.park(&body, &problem, "eventbridge", event_id)
+                .await
+                .map_err(|e| WorkerError(e.to_string()))?;
+            Ok(json!({"status": "dead-lettered", "reason": problem.kind.slug()}))
+        }
+    }
+}
