@@ -35,8 +35,11 @@ pub enum Fault {
     },
     /// `201` with an invitation body lacking `inviteRedeemUrl`.
     NoRedeemUrl,
-    /// Wait this long, then behave normally.
+    /// Wait this long, then behave normally (past the client's timeout, the answer is lost).
     Delay(Duration),
+    /// Create the invitation, then stall this long before answering: the client gives up
+    /// although the invitation exists (a lost response, as after a dropped connection).
+    CommitThenStall(Duration),
 }
 
 /// One `POST /v1.0/invitations` as received.
@@ -46,6 +49,9 @@ pub struct InvitationCall {
     pub body: Value,
     /// The status the emulator answered.
     pub status: u16,
+    /// Answered late on purpose (a `Delay` or `CommitThenStall` fault): the client had most
+    /// likely given up, so its outcome was not seen.
+    pub late: bool,
 }
 
 /// One token request as received (form fields).
@@ -243,7 +249,7 @@ async fn token(
             }
             return r;
         }
-        Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        Some(Fault::Delay(d) | Fault::CommitThenStall(d)) => tokio::time::sleep(d).await,
         Some(Fault::NoRedeemUrl) | None => {}
     }
     let ct = headers
@@ -380,7 +386,21 @@ async fn invitations(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let (status, response) = invitation_response(&s, &headers, &parsed).await;
+    let fault = s.inner.lock().unwrap().invitation_faults.pop_front();
+    let (mut stall, mut late) = (None, false);
+    match &fault {
+        Some(Fault::Delay(d)) => {
+            tokio::time::sleep(*d).await;
+            late = true;
+        }
+        Some(Fault::CommitThenStall(d)) => {
+            stall = Some(*d);
+            late = true;
+        }
+        _ => {}
+    }
+    let (status, response) = invitation_response(&s, &headers, &parsed, fault).await;
+    // Recorded before any stall, so a client that gives up can't make a created invitation vanish.
     s.inner
         .lock()
         .unwrap()
@@ -389,12 +409,20 @@ async fn invitations(
             authorization,
             body: parsed,
             status,
+            late,
         });
+    if let Some(d) = stall {
+        tokio::time::sleep(d).await;
+    }
     response
 }
 
-async fn invitation_response(s: &Shared, headers: &HeaderMap, body: &Value) -> (u16, Response) {
-    let fault = { s.inner.lock().unwrap().invitation_faults.pop_front() };
+async fn invitation_response(
+    s: &Shared,
+    headers: &HeaderMap,
+    body: &Value,
+    fault: Option<Fault>,
+) -> (u16, Response) {
     let email_for_messages = body
         .get("invitedUserEmailAddress")
         .and_then(Value::as_str)
@@ -417,9 +445,8 @@ async fn invitation_response(s: &Shared, headers: &HeaderMap, body: &Value) -> (
             }
             return (status, r);
         }
-        Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
         Some(Fault::NoRedeemUrl) => strip_redeem = true,
-        None => {}
+        Some(Fault::Delay(_) | Fault::CommitThenStall(_)) | None => {}
     }
 
     let token = headers

@@ -19,6 +19,9 @@ pub struct Received {
     pub body: String,
     /// The status answered.
     pub status: u16,
+    /// Answered late on purpose (a `Delay` or `RecordThenStall` fault): the sender had most
+    /// likely given up, so it could not know the message arrived.
+    pub late: bool,
 }
 
 impl Received {
@@ -37,7 +40,10 @@ impl Received {
 #[derive(Debug, Clone)]
 pub enum ReceiverFault {
     Status(u16),
+    /// Wait, then accept (past the sender's timeout the answer is lost).
     Delay(Duration),
+    /// Accept the message, then stall before answering: delivered, but the sender can't know.
+    RecordThenStall(Duration),
 }
 
 type Printer = Arc<dyn Fn(&Received) + Send + Sync>;
@@ -98,9 +104,17 @@ async fn receive(
 ) -> Response {
     let fault = s.faults.lock().unwrap().pop_front();
     let mut status = 200;
+    let (mut late, mut stall) = (false, None);
     match fault {
         Some(ReceiverFault::Status(code)) => status = code,
-        Some(ReceiverFault::Delay(d)) => tokio::time::sleep(d).await,
+        Some(ReceiverFault::Delay(d)) => {
+            tokio::time::sleep(d).await;
+            late = true;
+        }
+        Some(ReceiverFault::RecordThenStall(d)) => {
+            late = true;
+            stall = Some(d);
+        }
         None => {}
     }
     let r = Received {
@@ -112,11 +126,15 @@ async fn receive(
             .collect(),
         body: String::from_utf8_lossy(&body).into_owned(),
         status,
+        late,
     };
     if let Some(p) = &s.printer {
         p(&r);
     }
     s.received.lock().unwrap().push(r);
+    if let Some(d) = stall {
+        tokio::time::sleep(d).await;
+    }
     // Slack answers a plain "ok"; generic receivers any 2xx.
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     (

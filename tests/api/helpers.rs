@@ -129,6 +129,9 @@ pub struct TestApp {
     pub logs: LogCapture,
     pub secret_id: String,
     pub secret_values: Vec<String>,
+    /// The environment the app was configured from (for a second instance: a restart, or
+    /// another container).
+    pub env: Vec<(&'static str, String)>,
     _log_guard: tracing::subscriber::DefaultGuard,
 }
 
@@ -181,7 +184,7 @@ pub async fn try_spawn_app_with(opts: Options) -> (Result<App, String>, TestPart
         .await
         .expect("create secret in moto");
 
-    let mut env: Vec<(&str, String)> = vec![
+    let mut env: Vec<(&'static str, String)> = vec![
         ("RELAY_SECRET_ID", secret_id.clone()),
         ("GRAPH_TENANT_ID", settings.tenant_id.clone()),
         ("GRAPH_CLIENT_ID", settings.client_id.clone()),
@@ -199,12 +202,7 @@ pub async fn try_spawn_app_with(opts: Options) -> (Result<App, String>, TestPart
         env.retain(|(ek, _)| *ek != k);
         env.push((k, v));
     }
-    let app = match Config::from_lookup(|k| {
-        env.iter().find(|(ek, _)| *ek == k).map(|(_, v)| v.clone())
-    }) {
-        Ok(config) => App::new(config, &sdk).await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
+    let app = build_app(&env).await;
     (
         app,
         TestParts {
@@ -214,6 +212,7 @@ pub async fn try_spawn_app_with(opts: Options) -> (Result<App, String>, TestPart
             logs,
             secret_id,
             secret_values,
+            env,
             guard,
         },
     )
@@ -226,6 +225,7 @@ pub struct TestParts {
     pub logs: LogCapture,
     pub secret_id: String,
     pub secret_values: Vec<String>,
+    pub env: Vec<(&'static str, String)>,
     guard: tracing::subscriber::DefaultGuard,
 }
 
@@ -239,7 +239,204 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
         logs: p.logs,
         secret_id: p.secret_id,
         secret_values: p.secret_values,
+        env: p.env,
         _log_guard: p.guard,
+    }
+}
+
+/// Builds an App from `env`, exactly as the binaries do (configuration, then start-up).
+pub async fn build_app(env: &[(&'static str, String)]) -> Result<App, String> {
+    let sdk = sdk_config().await;
+    match Config::from_lookup(|k| env.iter().find(|(ek, _)| *ek == k).map(|(_, v)| v.clone())) {
+        Ok(config) => App::new(config, &sdk).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A DynamoDB idempotency table in the AWS emulator, with TTL on `expiration`.
+pub async fn create_table() -> String {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        TimeToLiveSpecification,
+    };
+    let client = aws_sdk_dynamodb::Client::new(&sdk_config().await);
+    let name = format!("invite-relay-idempotency-{}", uuid_like());
+    client
+        .create_table()
+        .table_name(&name)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("create table in moto");
+    client
+        .update_time_to_live()
+        .table_name(&name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name("expiration")
+                .enabled(true)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("enable TTL");
+    name
+}
+
+/// Every item of a table, as JSON-ish text (for asserting what is never stored).
+pub async fn scan_table(table: &str) -> Vec<String> {
+    let client = aws_sdk_dynamodb::Client::new(&sdk_config().await);
+    let out = client.scan().table_name(table).send().await.unwrap();
+    out.items().iter().map(|i| format!("{i:?}")).collect()
+}
+
+/// A processing queue (visibility timeout 1 s) whose redrive policy moves a message to the
+/// dead-letter queue after `max_receive` receives. Returns (queue URL, dead-letter queue URL).
+pub async fn create_queues(max_receive: u32) -> (String, String) {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let client = aws_sdk_sqs::Client::new(&sdk_config().await);
+    let id = uuid_like();
+    let dlq = client
+        .create_queue()
+        .queue_name(format!("invite-relay-dlq-{id}"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let dlq_arn = client
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive.to_string()}).to_string();
+    let queue = client
+        .create_queue()
+        .queue_name(format!("invite-relay-{id}"))
+        .attributes(QueueAttributeName::VisibilityTimeout, "1")
+        .attributes(QueueAttributeName::RedrivePolicy, redrive)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    (queue, dlq)
+}
+
+/// Up to `max` messages as a real-shaped SQS event for the worker, with their receipt handles.
+pub async fn receive_batch(queue_url: &str, max: i32) -> (Value, Vec<(String, String)>) {
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    let client = aws_sdk_sqs::Client::new(&sdk_config().await);
+    let out = client
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(max)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let mut records = Vec::new();
+    let mut handles = Vec::new();
+    for m in out.messages() {
+        let id = m.message_id().unwrap().to_owned();
+        let count = m
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+            .cloned()
+            .unwrap_or_else(|| "1".into());
+        records.push(serde_json::json!({
+            "messageId": id,
+            "receiptHandle": m.receipt_handle().unwrap(),
+            "body": m.body().unwrap(),
+            "attributes": {"ApproximateReceiveCount": count, "SentTimestamp": "1795341600000"},
+            "messageAttributes": {},
+            "md5OfBody": m.md5_of_body().unwrap_or(""),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:invite-relay",
+            "awsRegion": "eu-west-1"
+        }));
+        handles.push((id, m.receipt_handle().unwrap().to_owned()));
+    }
+    (serde_json::json!({"Records": records}), handles)
+}
+
+/// Deletes the messages the worker did not report as failed (what Lambda's poller does).
+pub async fn delete_succeeded(queue_url: &str, handles: &[(String, String)], response: &Value) {
+    let client = aws_sdk_sqs::Client::new(&sdk_config().await);
+    let failed: Vec<&str> = response["batchItemFailures"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f["itemIdentifier"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    for (id, receipt) in handles {
+        if !failed.contains(&id.as_str()) {
+            client
+                .delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(receipt)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// Every message on a queue (dead-letter inspection), with its `reason` attribute.
+pub async fn drain_with_reasons(queue_url: &str) -> Vec<(String, Option<String>)> {
+    let client = aws_sdk_sqs::Client::new(&sdk_config().await);
+    let mut out = Vec::new();
+    loop {
+        let r = client
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        if r.messages().is_empty() {
+            return out;
+        }
+        for m in r.messages() {
+            let reason = m
+                .message_attributes()
+                .and_then(|a| a.get("reason"))
+                .and_then(|v| v.string_value())
+                .map(str::to_owned);
+            out.push((m.body().unwrap_or("").to_owned(), reason));
+            client
+                .delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
     }
 }
 

@@ -8,4 +8,5 @@ mod fuzz;
 mod generic;
 mod graph_errors;
 mod refusals;
+mod reliability;
 mod startup;
