@@ -705,11 +705,18 @@ impl App {
                 failed.push((kind, DeliveryError::Blocked));
                 continue;
             };
-            let attempt = || {
-                deadline.bound(
-                    self.deliverer.send(channel, &msg),
-                    DeliveryError::Unavailable("deadline reached".into()),
-                )
+            let attempt = || async {
+                // A call that could be cut off by the deadline might land without us knowing:
+                // don't start one.
+                if deadline.remaining() < self.config.outbound_timeout {
+                    return Err(DeliveryError::Deferred);
+                }
+                deadline
+                    .bound(
+                        self.deliverer.send(channel, &msg),
+                        DeliveryError::Unavailable("deadline reached".into()),
+                    )
+                    .await
             };
             match retry(deadline, attempt).await {
                 Ok(()) => {
@@ -724,6 +731,11 @@ impl App {
             }
         }
         if !failed.is_empty() {
+            tracing::warn!(
+                delivered = delivered.len(),
+                failed = failed.len(),
+                "delivery incomplete; a retry re-invites and delivers to the remaining channels"
+            );
             self.record(self.store.release(&plan.key).await);
             return Err(delivery_problem(&invitation, &delivered, &failed));
         }
@@ -760,6 +772,12 @@ impl App {
         deadline: Deadline,
     ) -> Result<Invitation, InviteError> {
         let attempt = || async {
+            if deadline.remaining() < self.config.outbound_timeout {
+                return Err(InviteError::Paused(Paused {
+                    retry_after: Duration::from_secs(1),
+                    reason: "not enough time left in this invocation",
+                }));
+            }
             self.gate
                 .admit(deadline)
                 .await
@@ -908,7 +926,9 @@ fn delivery_problem(
     delivered: &[ChannelKind],
     failed: &[(ChannelKind, DeliveryError)],
 ) -> Problem {
-    let transient = failed.iter().any(|(_, e)| e.is_transient());
+    let transient = failed
+        .iter()
+        .any(|(_, e)| e.is_transient() || *e == DeliveryError::Deferred);
     let mut p = Problem::new(
         ProblemKind::DeliveryFailed,
         "the invitation was created but not every channel received it; a retry delivers to the remaining channels",

@@ -90,6 +90,11 @@ impl Receiver {
             .collect()
     }
 
+    /// Drops every queued fault.
+    pub fn clear_faults(&self) {
+        self.shared.faults.lock().unwrap().clear();
+    }
+
     pub fn fail_next(&self, fault: ReceiverFault) {
         self.shared.faults.lock().unwrap().push_back(fault);
     }

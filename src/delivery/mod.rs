@@ -117,6 +117,8 @@ pub enum DeliveryError {
     Unavailable(String),
     #[error("the channel's target is not allowed")]
     Blocked,
+    #[error("not attempted: not enough time left in this invocation")]
+    Deferred,
 }
 
 impl crate::resilience::Transient for DeliveryError {

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod battery;
+mod faults;
 mod fuzz;
 mod generic;
 mod graph_errors;

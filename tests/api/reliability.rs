@@ -158,7 +158,7 @@ async fn transient_failures_return_to_the_queue_and_permanent_ones_are_parked_wi
     }
     let (event, handles) = receive_batch(&queue, 10).await;
     assert_eq!(handles.len(), 2);
-    let response = worker::handle(&worker_app, event, Deadline::after(Duration::from_secs(2)))
+    let response = worker::handle(&worker_app, event, Deadline::after(Duration::from_secs(5)))
         .await
         .unwrap();
     let failed: Vec<&str> = response["batchItemFailures"]
@@ -192,7 +192,7 @@ async fn transient_failures_return_to_the_queue_and_permanent_ones_are_parked_wi
             continue;
         }
         receives += 1;
-        let response = worker::handle(&worker_app, event, Deadline::after(Duration::from_secs(2)))
+        let response = worker::handle(&worker_app, event, Deadline::after(Duration::from_secs(5)))
             .await
             .unwrap();
         delete_succeeded(&queue, &handles, &response).await;
