@@ -70,6 +70,12 @@ fn progress_of(item: &HashMap<String, AttributeValue>) -> Progress {
     }
 }
 
+fn is_completed(item: &HashMap<String, AttributeValue>) -> bool {
+    item.get("status")
+        .and_then(|v| v.as_s().ok())
+        .is_some_and(|st| st == "COMPLETED")
+}
+
 fn number(item: &HashMap<String, AttributeValue>, k: &str) -> u64 {
     item.get(k)
         .and_then(|v| v.as_n().ok())
@@ -143,11 +149,7 @@ impl DynamoStore {
                     _ => None,
                 }
                 .unwrap_or_default();
-                let completed = old
-                    .get("status")
-                    .and_then(|v| v.as_s().ok())
-                    .is_some_and(|st| st == "COMPLETED");
-                Ok(if completed {
+                Ok(if is_completed(&old) {
                     Claim::Completed(progress_of(&old))
                 } else {
                     Claim::InProgress
@@ -277,11 +279,7 @@ impl DynamoStore {
         let Some(item) = self.get(&item_id(&key)).await? else {
             return Ok(None);
         };
-        let completed = item
-            .get("status")
-            .and_then(|v| v.as_s().ok())
-            .is_some_and(|st| st == "COMPLETED");
-        Ok(completed.then(|| (key, progress_of(&item))))
+        Ok(is_completed(&item).then(|| (key, progress_of(&item))))
     }
 
     /// The completed record of an event, if any (the webhook's duplicate check in queue mode).
@@ -289,11 +287,7 @@ impl DynamoStore {
         let Some(item) = self.get(&item_id(key)).await? else {
             return Ok(None);
         };
-        let completed = item
-            .get("status")
-            .and_then(|v| v.as_s().ok())
-            .is_some_and(|st| st == "COMPLETED");
-        Ok(completed.then(|| progress_of(&item)))
+        Ok(is_completed(&item).then(|| progress_of(&item)))
     }
 
     /// A consistent read that treats expired items as absent.
