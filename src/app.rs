@@ -500,6 +500,7 @@ impl App {
             method: req.method().as_str(),
             uri: &uri,
             now_unix,
+            key_name: source.key_name.as_deref(),
         };
         let mut creds = self.secrets.get().await.map_err(secret_unavailable)?;
         for attempt in 0..2 {

@@ -25,6 +25,8 @@ pub struct SourceSpec {
     /// For `scheme = "eventbridge"`: the EventBridge `source` (or a prefix of it) this source
     /// handles, e.g. `aws.partner/salesforce.com`.
     pub eventbridge_source: Option<String>,
+    /// For `header-key` (required) and `query-key` (default `code`): where the key is sent.
+    pub key_name: Option<String>,
     pub map: Option<MapSpec>,
 }
 
@@ -57,6 +59,7 @@ impl SourceSpec {
             eventbridge_source: self
                 .eventbridge_source
                 .or_else(|| base.eventbridge_source.clone()),
+            key_name: self.key_name.or_else(|| base.key_name.clone()),
             map,
         }
     }
@@ -84,6 +87,7 @@ pub struct Source {
     pub scheme: Scheme,
     pub secret_keys: Vec<String>,
     pub eventbridge_source: Option<String>,
+    pub key_name: Option<String>,
     filter: Option<Expr>,
     map: Mapping,
 }
@@ -167,6 +171,27 @@ impl Source {
                 ));
             }
         };
+        let key_name = match (scheme, spec.key_name) {
+            (Scheme::HeaderKey, Some(name))
+                if http::HeaderName::try_from(name.as_str()).is_ok() =>
+            {
+                Some(name.to_ascii_lowercase())
+            }
+            (Scheme::HeaderKey, _) => {
+                return Err(format!(
+                    "{}: required with scheme = \"header-key\" (a header name)",
+                    field("key_name")
+                ));
+            }
+            (Scheme::QueryKey, name) => Some(name.unwrap_or_else(|| "code".into())),
+            (_, Some(_)) => {
+                return Err(format!(
+                    "{}: only for the header-key and query-key schemes",
+                    field("key_name")
+                ));
+            }
+            (_, None) => None,
+        };
         let eventbridge_source = match (scheme, spec.eventbridge_source) {
             (Scheme::Eventbridge, Some(src)) if !src.trim().is_empty() => Some(src),
             (Scheme::Eventbridge, _) => {
@@ -219,6 +244,7 @@ impl Source {
             scheme,
             secret_keys,
             eventbridge_source,
+            key_name,
             filter,
             map,
         })

@@ -1,6 +1,8 @@
-//! Static credentials: HTTP Basic (Pipedrive webhooks let you set a user name and password) and
-//! a bearer token. Both are compared in constant time on SHA-256 digests, so neither the
-//! content nor the length of the expected value shows in the timing.
+//! Static credentials: HTTP Basic (Pipedrive webhooks let you set a user name and password), a
+//! bearer token, a key in a named header, or a key in a query parameter (Dynamics 365 webhooks:
+//! "WebhookKey" sends `?code=<key>`, "HttpHeader" a header of your choice). All are compared in
+//! constant time on SHA-256 digests, so neither the content nor the length of the expected value
+//! shows in the timing.
 
 use base64::Engine;
 use secrecy::ExposeSecret;
@@ -32,6 +34,33 @@ pub(super) fn verify_basic(keys: &[Key], req: &Signed<'_>) -> Result<(), Signatu
         .decode(b64.trim())
         .map_err(|_| SignatureError::Mismatch)?;
     if matches_any(keys, &decoded) {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
+}
+
+pub(super) fn verify_header_key(keys: &[Key], req: &Signed<'_>) -> Result<(), SignatureError> {
+    let name = req.key_name.ok_or(SignatureError::MissingHeaders)?;
+    let value = header(req.headers, name)?;
+    if matches_any(keys, value.as_bytes()) {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
+}
+
+pub(super) fn verify_query_key(keys: &[Key], req: &Signed<'_>) -> Result<(), SignatureError> {
+    let name = req.key_name.unwrap_or("code");
+    let query = req.uri.split_once('?').map_or("", |(_, q)| q);
+    let mut values = url::form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v);
+    let value = values.next().ok_or(SignatureError::MissingHeaders)?;
+    if values.next().is_some() {
+        return Err(SignatureError::Mismatch);
+    }
+    if matches_any(keys, value.as_bytes()) {
         Ok(())
     } else {
         Err(SignatureError::Mismatch)
@@ -105,6 +134,47 @@ mod tests {
         );
         assert!(s.key(&SecretString::from("nopassword")).is_err());
         assert!(s.key(&SecretString::from("user:short")).is_err());
+    }
+
+    #[test]
+    fn header_and_query_keys() {
+        let k = [key(Scheme::HeaderKey, "dynamics-webhook-key-1")];
+        let h = headers(&[("x-relay-key", "dynamics-webhook-key-1")]);
+        let mut req = signed(&h, b"{}", "https://h.example/webhooks/dynamics", now());
+        req.key_name = Some("x-relay-key");
+        assert_eq!(Scheme::HeaderKey.verify(&k, &req), Ok(()));
+        let wrong = headers(&[("x-relay-key", "dynamics-webhook-key-2")]);
+        let mut req = signed(&wrong, b"{}", "", now());
+        req.key_name = Some("x-relay-key");
+        assert_eq!(
+            Scheme::HeaderKey.verify(&k, &req),
+            Err(SignatureError::Mismatch)
+        );
+
+        let q = Scheme::QueryKey;
+        let k = [key(q, "dynamics-webhook-key-1")];
+        let none = headers(&[]);
+        let check = |uri: &str| q.verify(&k, &signed(&none, b"{}", uri, now()));
+        assert_eq!(
+            check("https://h.example/webhooks/dynamics?code=dynamics-webhook-key-1"),
+            Ok(())
+        );
+        assert_eq!(
+            check("https://h.example/webhooks/dynamics?x=1&code=dynamics%2Dwebhook%2Dkey%2D1"),
+            Ok(())
+        );
+        assert_eq!(
+            check("https://h.example/webhooks/dynamics?code=dynamics-webhook-key-2"),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            check("https://h.example/webhooks/dynamics?code=dynamics-webhook-key-1&code=x"),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            check("https://h.example/webhooks/dynamics"),
+            Err(SignatureError::MissingHeaders)
+        );
     }
 
     #[test]

@@ -30,6 +30,11 @@ pub enum Scheme {
     Basic,
     /// A static `Authorization: Bearer <token>`.
     Bearer,
+    /// A static key in the header named by the source's `key_name` (Dynamics 365 "HttpHeader").
+    HeaderKey,
+    /// A static key in the query parameter named by `key_name`, default `code` (Dynamics 365
+    /// "WebhookKey").
+    QueryKey,
     /// Amazon EventBridge events delivered to the worker (Salesforce Event Relay and other
     /// partner event buses): trust comes from the bus and IAM, so HTTP requests to such a
     /// source are always refused.
@@ -73,6 +78,8 @@ pub struct Signed<'a> {
     pub method: &'a str,
     pub uri: &'a str,
     pub now_unix: i64,
+    /// The header or query parameter holding the key (`header-key`, `query-key`).
+    pub key_name: Option<&'a str>,
 }
 
 /// Accepted clock skew for timestamped schemes.
@@ -88,11 +95,20 @@ impl Scheme {
         let raw = secret.expose_secret();
         match self {
             Scheme::StandardWebhooks => standard::key(raw),
-            Scheme::HubspotV3 | Scheme::Zendesk | Scheme::HubSignature256 | Scheme::Bearer => {
+            Scheme::HubspotV3
+            | Scheme::Zendesk
+            | Scheme::HubSignature256
+            | Scheme::Bearer
+            | Scheme::HeaderKey
+            | Scheme::QueryKey => {
                 if raw.trim().len() < 8 {
                     return Err("the key is shorter than 8 characters".into());
                 }
-                Ok(if self == Scheme::Bearer { Key::Credential(secret.clone()) } else { Key::Hmac(secret.clone()) })
+                Ok(if matches!(self, Scheme::Bearer | Scheme::HeaderKey | Scheme::QueryKey) {
+                    Key::Credential(secret.clone())
+                } else {
+                    Key::Hmac(secret.clone())
+                })
             }
             Scheme::Eventbridge => Err("EventBridge sources take no signing key".into()),
             Scheme::Basic => match raw.split_once(':') {
@@ -117,6 +133,8 @@ impl Scheme {
             Scheme::HubSignature256 => hub_signature::verify(keys, req),
             Scheme::Basic => credentials::verify_basic(keys, req),
             Scheme::Bearer => credentials::verify_bearer(keys, req),
+            Scheme::HeaderKey => credentials::verify_header_key(keys, req),
+            Scheme::QueryKey => credentials::verify_query_key(keys, req),
             Scheme::Eventbridge => Err(SignatureError::Mismatch),
         }
     }
@@ -133,7 +151,12 @@ impl Scheme {
             Scheme::StandardWebhooks => h("webhook-id").or_else(|| h("svix-id")),
             Scheme::Zendesk => h("x-zendesk-webhook-invocation-id"),
             Scheme::HubSignature256 => h("x-github-delivery").or_else(|| h("x-delivery-id")),
-            Scheme::HubspotV3 | Scheme::Basic | Scheme::Bearer | Scheme::Eventbridge => None,
+            Scheme::HubspotV3
+            | Scheme::Basic
+            | Scheme::Bearer
+            | Scheme::HeaderKey
+            | Scheme::QueryKey
+            | Scheme::Eventbridge => None,
         }?;
         (!id.is_empty() && id.len() <= 200 && id.bytes().all(|b| b.is_ascii_graphic()))
             .then_some(id)
@@ -223,6 +246,7 @@ pub(crate) mod test_support {
             method: "POST",
             uri,
             now_unix: now,
+            key_name: None,
         }
     }
 }
