@@ -137,6 +137,13 @@ pub enum Outcome {
         event_id: String,
         progress: Progress,
     },
+    /// Several events from one body, each with its own outcome; `retry_after` when some can
+    /// succeed later (the sender should send the body again: completed events then answer
+    /// `duplicate`).
+    Batch {
+        items: Vec<serde_json::Value>,
+        retry_after: Option<u64>,
+    },
 }
 
 impl Outcome {
@@ -164,10 +171,24 @@ impl Outcome {
                 "invitedUserId": progress.invited_user_id,
                 "delivered": names(&progress.delivered),
             }),
+            Outcome::Batch { items, .. } => json!({"status": "processed", "events": items}),
         }
     }
 
     fn into_response(self) -> Response<Body> {
+        if let Outcome::Batch {
+            items,
+            retry_after: Some(secs),
+        } = self
+        {
+            let mut p = Problem::new(
+                ProblemKind::UpstreamUnavailable,
+                "some events of this request must be retried; send it again (completed events answer duplicate)",
+            )
+            .with("events", items);
+            p.retry_after = Some(secs);
+            return p.into_response();
+        }
         let status = if matches!(self, Outcome::Queued { .. }) {
             202
         } else {
@@ -344,22 +365,68 @@ impl App {
         }
         let parsed =
             inbound::json::parse(body).map_err(|e| Problem::new(ProblemKind::Malformed, e))?;
-        let event = match source.interpret(&parsed).map_err(unprocessable)? {
-            Interpretation::Ignored {
-                event_id,
-                event_type,
-            } => {
-                tracing::info!(source = %source.name, event_id = %creds.hasher.loggable(&event_id), event_type = %creds.hasher.loggable(event_type.as_deref().unwrap_or("")), "event ignored by filter");
-                return Ok(Outcome::Ignored { event_id });
-            }
-            Interpretation::Invite(event) => event,
-        };
+        if !source.is_batch() {
+            let event = match source.interpret(&parsed).map_err(unprocessable)? {
+                Interpretation::Ignored {
+                    event_id,
+                    event_type,
+                } => {
+                    tracing::info!(source = %source.name, event_id = %creds.hasher.loggable(&event_id), event_type = %creds.hasher.loggable(event_type.as_deref().unwrap_or("")), "event ignored by filter");
+                    return Ok(Outcome::Ignored { event_id });
+                }
+                Interpretation::Invite(event) => event,
+            };
+            return self
+                .accept(source, event, &creds, deadline, delivery_id)
+                .await;
+        }
+        // A body with several events: each is processed (and can fail) on its own.
+        let mut items = Vec::new();
+        let mut retry_after = None;
+        for item in source.interpret_all(&parsed).map_err(unprocessable)? {
+            let result = match item.map_err(unprocessable) {
+                Err(p) => Err(p),
+                Ok(Interpretation::Ignored { event_id, .. }) => Ok(Outcome::Ignored { event_id }),
+                Ok(Interpretation::Invite(event)) => {
+                    let event_id = event.event_id.clone();
+                    self.accept(source, event, &creds, deadline, None)
+                        .await
+                        .map_err(|p| p.with("eventId", event_id))
+                }
+            };
+            items.push(match result {
+                Ok(outcome) => outcome.to_json(),
+                Err(p) => {
+                    if p.retryable {
+                        retry_after = Some(p.retry_after.unwrap_or(30).max(retry_after.unwrap_or(0)));
+                    }
+                    let mut v = json!({"status": "refused", "problem": format!("{}{}", crate::problem::TYPE_PREFIX, p.kind.slug()), "detail": p.detail});
+                    if let (Some(obj), serde_json::Value::Object(ext)) = (v.as_object_mut(), serde_json::Value::Object(p.extensions)) {
+                        obj.extend(ext);
+                    }
+                    v
+                }
+            });
+        }
+        Ok(Outcome::Batch { items, retry_after })
+    }
+
+    /// Takes one verified, interpreted event: validates it, then invites and delivers now (sync
+    /// mode) or enqueues it for the worker (queue mode).
+    async fn accept(
+        &self,
+        source: &Source,
+        event: CrmEvent,
+        creds: &Credentials,
+        deadline: Deadline,
+        delivery_id: Option<String>,
+    ) -> Result<Outcome, Problem> {
         let span = tracing::info_span!("event", source = %source.name, event_id = %creds.hasher.loggable(&event.event_id));
         async {
-            let plan = self.plan(source, &event, &creds)?;
+            let plan = self.plan(source, &event, creds)?;
             tracing::info!(invitee = %creds.hasher.hash(&plan.request.invited_user_email_address), "event accepted");
             match self.config.mode {
-                Mode::Sync => self.run(plan, &creds, deadline, delivery_id.as_deref()).await,
+                Mode::Sync => self.run(plan, creds, deadline, delivery_id.as_deref()).await,
                 Mode::Queue => {
                     if let Some(progress) = self.store.completed(&plan.key).await.map_err(store_unavailable)? {
                         return Ok(Outcome::Duplicate { event_id: plan.key.event_id, progress });

@@ -11,7 +11,18 @@ use crate::inbound::{Source, SourceSpec};
 
 /// Built-in source presets, compiled into the binary. `RELAY_CONFIG` may add sources or
 /// override fields of these.
-pub const PRESETS: &[(&str, &str)] = &[("generic", include_str!("../presets/generic.toml"))];
+pub const PRESETS: &[(&str, &str)] = &[
+    ("generic", include_str!("../presets/generic.toml")),
+    ("hubspot", include_str!("../presets/hubspot.toml")),
+    ("zendesk", include_str!("../presets/zendesk.toml")),
+    ("pipedrive", include_str!("../presets/pipedrive.toml")),
+    ("dynamics", include_str!("../presets/dynamics.toml")),
+    ("salesforce", include_str!("../presets/salesforce.toml")),
+];
+
+/// Presets active without being named in `RELAY_CONFIG` (the others are enabled by naming
+/// them: `[sources.hubspot]`, or `preset = "hubspot"` under another name).
+const ENABLED_BY_DEFAULT: &[&str] = &["generic"];
 
 /// How the webhook processes a verified event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -341,7 +352,8 @@ struct RelayFile {
     sources: BTreeMap<String, SourceSpec>,
 }
 
-/// `RELAY_CONFIG` is inline TOML when it contains a newline or `=`, otherwise a file path.
+/// `RELAY_CONFIG` is inline TOML when it starts with `[` or contains a newline or `=`,
+/// otherwise a file path.
 fn load_sources(relay_config: Option<&str>) -> Result<BTreeMap<String, Source>, ConfigError> {
     let mut presets = BTreeMap::new();
     for (name, text) in PRESETS {
@@ -352,7 +364,7 @@ fn load_sources(relay_config: Option<&str>) -> Result<BTreeMap<String, Source>, 
     }
     let (label, text) = match relay_config {
         None => (String::new(), String::new()),
-        Some(v) if v.contains('\n') || v.contains('=') => ("RELAY_CONFIG".to_owned(), v.to_owned()),
+        Some(v) if v.contains('\n') || v.contains('=') || v.starts_with('[') => ("RELAY_CONFIG".to_owned(), v.to_owned()),
         Some(path) => (
             format!("RELAY_CONFIG file {path}"),
             std::fs::read_to_string(path)
@@ -367,12 +379,14 @@ fn load_sources(relay_config: Option<&str>) -> Result<BTreeMap<String, Source>, 
 
     let mut sources = BTreeMap::new();
     for (name, (spec, preset, ptext)) in &presets {
-        if !user.sources.contains_key(name) {
-            let s = Source::compile(name, spec.clone(), &|r| {
-                locate(&format!("preset {preset}"), ptext, r)
-            })
-            .map_err(ConfigError)?;
-            sources.insert(name.clone(), s);
+        // Every preset is compiled (so a broken one fails every start-up), but only the
+        // default ones become sources unless RELAY_CONFIG names them.
+        let compiled = Source::compile(name, spec.clone(), &|r| {
+            locate(&format!("preset {preset}"), ptext, r)
+        })
+        .map_err(ConfigError)?;
+        if ENABLED_BY_DEFAULT.contains(&name.as_str()) && !user.sources.contains_key(name) {
+            sources.insert(name.clone(), compiled);
         }
     }
     for (name, spec) in user.sources {
@@ -391,6 +405,9 @@ fn load_sources(relay_config: Option<&str>) -> Result<BTreeMap<String, Source>, 
             }
             None => spec,
         };
+        if merged.enabled == Some(false) {
+            continue;
+        }
         let s = Source::compile(&name, merged, &|r| locate(&label, &text, r))
             .map_err(|e| ConfigError(format!("{label}: {e}")))?;
         sources.insert(name, s);

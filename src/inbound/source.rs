@@ -17,11 +17,17 @@ use crate::expr::Expr;
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
     pub preset: Option<String>,
+    /// `false` turns a source off (e.g. the default `generic` source).
+    pub enabled: Option<bool>,
     pub scheme: Option<Scheme>,
     /// Keys in the relay secret holding this source's signing keys; absent keys are skipped,
     /// at least one must be present.
     pub secrets: Option<Vec<String>>,
     pub filter: Option<toml::Spanned<String>>,
+    /// For bodies that carry several events (HubSpot subscriptions, batches): an expression
+    /// over `body` giving the list of events; each item is then `event` in the mapping (and
+    /// `body` is still the whole body).
+    pub each: Option<toml::Spanned<String>>,
     /// For `scheme = "eventbridge"`: the EventBridge `source` (or a prefix of it) this source
     /// handles, e.g. `aws.partner/salesforce.com`.
     pub eventbridge_source: Option<String>,
@@ -53,9 +59,11 @@ impl SourceSpec {
         };
         SourceSpec {
             preset: None,
+            enabled: self.enabled.or(base.enabled),
             scheme: self.scheme.or(base.scheme),
             secrets: self.secrets.or_else(|| base.secrets.clone()),
             filter: self.filter.or_else(|| base.filter.clone()),
+            each: self.each.or_else(|| base.each.clone()),
             eventbridge_source: self
                 .eventbridge_source
                 .or_else(|| base.eventbridge_source.clone()),
@@ -88,6 +96,7 @@ pub struct Source {
     pub secret_keys: Vec<String>,
     pub eventbridge_source: Option<String>,
     pub key_name: Option<String>,
+    each: Option<Expr>,
     filter: Option<Expr>,
     map: Mapping,
 }
@@ -142,6 +151,9 @@ pub enum MapError {
     #[error("the filter expression failed: {0}")]
     Filter(String),
 }
+
+/// Most events one request may carry.
+pub const MAX_BATCH: usize = 100;
 
 /// Longest event id accepted; ids are logged and used as keys.
 const MAX_EVENT_ID: usize = 200;
@@ -221,6 +233,7 @@ impl Source {
             s.as_ref().map(|s| compile(f, s)).transpose()
         };
         let filter = opt("filter", &spec.filter)?;
+        let each = opt("each", &spec.each)?;
         let m = spec
             .map
             .ok_or_else(|| format!("{}: missing", field("map")))?;
@@ -245,6 +258,7 @@ impl Source {
             secret_keys,
             eventbridge_source,
             key_name,
+            each,
             filter,
             map,
         })
@@ -255,10 +269,54 @@ impl Source {
     /// # Errors
     /// [`MapError`] naming the field that is missing or unusable.
     pub fn interpret(&self, body: &serde_json::Value) -> Result<Interpretation, MapError> {
-        let ctx = Value::from(BTreeMap::from([(
-            "event",
-            Value::from(minijinja::value::Serde(body)),
-        )]));
+        let whole = Value::from(minijinja::value::Serde(body));
+        self.interpret_item(whole.clone(), whole)
+    }
+
+    /// Whether one body may carry several events (`each` is configured).
+    pub fn is_batch(&self) -> bool {
+        self.each.is_some()
+    }
+
+    /// Every event of a body: one for ordinary sources, each item of `each` for batch sources
+    /// (at most [`MAX_BATCH`]). An item that can't be interpreted is reported on its own.
+    ///
+    /// # Errors
+    /// [`MapError`] when `each` doesn't give a list.
+    pub fn interpret_all(
+        &self,
+        body: &serde_json::Value,
+    ) -> Result<Vec<Result<Interpretation, MapError>>, MapError> {
+        let whole = Value::from(minijinja::value::Serde(body));
+        let Some(each) = &self.each else {
+            return Ok(vec![self.interpret_item(whole.clone(), whole)]);
+        };
+        let ctx = Value::from(BTreeMap::from([("body", whole.clone())]));
+        let list = eval(each, &ctx)?;
+        if list.kind() != minijinja::value::ValueKind::Seq {
+            return Err(MapError::WrongType(
+                each.source().to_owned(),
+                "a list of events",
+            ));
+        }
+        let items: Vec<Value> = list
+            .try_iter()
+            .map_err(|_| MapError::WrongType(each.source().to_owned(), "a list of events"))?
+            .collect();
+        if items.len() > MAX_BATCH {
+            return Err(MapError::Invalid(
+                each.source().to_owned(),
+                "more than 100 events in one request",
+            ));
+        }
+        Ok(items
+            .into_iter()
+            .map(|item| self.interpret_item(item, whole.clone()))
+            .collect())
+    }
+
+    fn interpret_item(&self, event: Value, body: Value) -> Result<Interpretation, MapError> {
+        let ctx = Value::from(BTreeMap::from([("event", event), ("body", body)]));
         let m = &self.map;
         let event_id = required_id(&m.event_id, &ctx)?;
         if event_id.len() > MAX_EVENT_ID || event_id.chars().any(char::is_control) {

@@ -8,6 +8,7 @@ mod faults;
 mod fuzz;
 mod generic;
 mod graph_errors;
+mod presets;
 mod refusals;
 mod reliability;
 mod startup;

@@ -1,0 +1,216 @@
+//! The CRM presets, each from its real-shaped sample in `events/` to a delivered link; the same
+//! sample at another stage is ignored with 200; wrongly authenticated, it gets 401.
+
+use devkit::events;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+const HUBSPOT_KEY: &str = "hubspot-api-key-0123456789";
+const ZENDESK_SECRET: &str = "HRkRd4BeOAoUkfZr-mhauJT64rvBASlJRoIyPsd3zeA=";
+const PIPEDRIVE_AUTH: &str = "invite-relay:pipedrive-password-42";
+const DYNAMICS_KEY: &str = "dynamics-webhook-key-0123456789";
+
+/// Every preset enabled, as a user would: by naming it. Pipedrive's email comes from a deal
+/// custom field whose key is specific to the account, so its mapping names that key.
+const RELAY_CONFIG: &str = r#"
+[sources.hubspot]
+[sources.zendesk]
+[sources.dynamics]
+[sources.salesforce]
+
+[sources.pipedrive.map]
+email = "event.data.custom_fields['5d2c1e7a9b3f4a6c8e0d2b4f6a8c0e2d4f6a8b0c'].value"
+display_name = "event.data.custom_fields['9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b'].value"
+"#;
+
+async fn presets_app() -> TestApp {
+    let mut secret = serde_json::Map::new();
+    for (k, v) in [
+        ("hubspot_webhook_key", HUBSPOT_KEY),
+        ("zendesk_signing_secret", ZENDESK_SECRET),
+        ("pipedrive_basic_auth", PIPEDRIVE_AUTH),
+        ("dynamics_webhook_key", DYNAMICS_KEY),
+    ] {
+        secret.insert(k.into(), v.into());
+    }
+    spawn_app_with(Options {
+        secret,
+        env: vec![("RELAY_CONFIG", RELAY_CONFIG.into())],
+    })
+    .await
+}
+
+/// The event's body as JSON, to change.
+fn body_of(event: &Value) -> Value {
+    serde_json::from_slice(&events::event_body(event)).unwrap()
+}
+
+/// Authenticates `event` the way its CRM does, with the right (`good`) or a wrong credential.
+fn authenticate(crm: &str, event: &mut Value, good: bool) {
+    let body = events::event_body(event);
+    match crm {
+        "hubspot" => events::set_event_header(
+            event,
+            "x-invite-relay-key",
+            if good {
+                HUBSPOT_KEY
+            } else {
+                "hubspot-api-key-9876543210"
+            },
+        ),
+        "zendesk" => {
+            let secret = if good {
+                ZENDESK_SECRET
+            } else {
+                "dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ=="
+            };
+            for (k, v) in events::zendesk_headers(secret, &body, events::now()) {
+                events::set_event_header(event, k, &v);
+            }
+        }
+        "pipedrive" => {
+            let auth = if good {
+                PIPEDRIVE_AUTH
+            } else {
+                "invite-relay:pipedrive-password-43"
+            };
+            for (k, v) in events::basic_header(auth) {
+                events::set_event_header(event, k, &v);
+            }
+        }
+        "dynamics" => {
+            event["rawQueryString"] = format!(
+                "code={}",
+                if good {
+                    DYNAMICS_KEY
+                } else {
+                    "not-the-key-0000"
+                }
+            )
+            .into()
+        }
+        _ => unreachable!(),
+    }
+}
+
+/// The sample moved to a stage that must not invite.
+fn other_stage(crm: &str, body: &mut Value) {
+    match crm {
+        "hubspot" => body["dealstage"] = "appointmentscheduled".into(),
+        "zendesk" => body["tags"] = "guest_access_requested vip".into(),
+        "pipedrive" => {
+            body["data"]["status"] = "lost".into();
+            body["previous"]["status"] = "open".into();
+        }
+        "dynamics" => {
+            let attrs = body["InputParameters"][0]["value"]["Attributes"]
+                .as_array_mut()
+                .unwrap();
+            let state = attrs.iter_mut().find(|a| a["key"] == "statecode").unwrap();
+            state["value"]["Value"] = 2.into(); // Lost
+        }
+        _ => unreachable!(),
+    }
+}
+
+const HTTP_PRESETS: &[(&str, &str)] = &[
+    ("hubspot", "hubspot-workflow-deal-won.json"),
+    ("zendesk", "zendesk-trigger-partner-tagged.json"),
+    ("pipedrive", "pipedrive-deal-won.json"),
+    ("dynamics", "dynamics-opportunity-won.json"),
+];
+
+#[tokio::test]
+async fn each_crm_sample_becomes_a_delivered_invitation() {
+    let t = presets_app().await;
+    for (i, (crm, file)) in HTTP_PRESETS.iter().enumerate() {
+        let mut event = load_event(file);
+        authenticate(crm, &mut event, true);
+        let a = t.send_event(&event).await;
+        assert_eq!(a.status, 200, "{crm}: {}", a.raw);
+        assert_eq!(a.body["status"], "invited", "{crm}: {}", a.raw);
+        let call = &t.graph.invitation_calls()[i];
+        assert_eq!(call.body["invitedUserEmailAddress"], SAMPLE_EMAIL, "{crm}");
+        assert_eq!(call.body["invitedUserDisplayName"], "Ada Lovelace", "{crm}");
+        assert_eq!(call.body["sendInvitationMessage"], false);
+        let redeem = t.graph.redeem_urls()[i].clone();
+        assert!(
+            t.slack.delivered()[i].body.contains(&redeem),
+            "{crm}: the link reached Slack"
+        );
+        assert!(
+            t.hook.delivered()[i].body.contains(&redeem),
+            "{crm}: the link reached the webhook"
+        );
+    }
+}
+
+#[tokio::test]
+async fn each_crm_event_at_another_stage_is_ignored_with_200() {
+    let t = presets_app().await;
+    for (crm, file) in HTTP_PRESETS {
+        let mut event = load_event(file);
+        let mut body = body_of(&event);
+        other_stage(crm, &mut body);
+        events::set_event_body(&mut event, &body.to_string());
+        authenticate(crm, &mut event, true);
+        let a = t.send_event(&event).await;
+        assert_eq!(a.status, 200, "{crm}: {}", a.raw);
+        assert_eq!(a.body["status"], "ignored", "{crm}: {}", a.raw);
+    }
+    assert!(t.graph.invitation_calls().is_empty());
+}
+
+#[tokio::test]
+async fn each_crm_event_wrongly_authenticated_is_401() {
+    let t = presets_app().await;
+    for (crm, file) in HTTP_PRESETS {
+        let mut event = load_event(file);
+        authenticate(crm, &mut event, false);
+        t.send_event(&event).await.assert_problem(401, "signature");
+        // And the sample as stored (no valid credential at all).
+        t.send_event(&load_event(file))
+            .await
+            .assert_problem(401, "signature");
+    }
+    assert!(t.graph.invitation_calls().is_empty());
+}
+
+#[tokio::test]
+async fn presets_are_off_until_named() {
+    let t = spawn_app().await;
+    let mut event = load_event("hubspot-workflow-deal-won.json");
+    authenticate("hubspot", &mut event, true);
+    t.send_event(&event).await.assert_problem(404, "not-found");
+}
+
+#[tokio::test]
+async fn the_salesforce_preset_takes_relayed_platform_events() {
+    let table = create_table().await;
+    let (_q, dlq) = create_queues(5).await;
+    let t = spawn_app_with(Options {
+        env: vec![
+            ("RELAY_CONFIG", "[sources.salesforce]\n".into()),
+            ("IDEMPOTENCY_TABLE", table),
+            ("DEAD_LETTER_QUEUE_URL", dlq),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let deadline = invite_relay::resilience::Deadline::after(std::time::Duration::from_secs(5));
+    let event = load_event("eventbridge-salesforce-partner-signed.json");
+    let out = invite_relay::worker::handle(&t.app, event.clone(), deadline)
+        .await
+        .unwrap();
+    assert_eq!(out["status"], "invited", "{out}");
+    assert_eq!(t.slack.delivered().len(), 1);
+    let mut other = event;
+    other["detail-type"] = "Partner_Renewed__e".into();
+    assert_eq!(
+        invite_relay::worker::handle(&t.app, other, deadline)
+            .await
+            .unwrap()["status"],
+        "ignored"
+    );
+}
