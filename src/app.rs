@@ -203,6 +203,35 @@ impl Outcome {
     }
 }
 
+impl Outcome {
+    /// A batch of which some events must be sent again.
+    fn must_retry(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Batch {
+                retry_after: Some(_),
+                ..
+            }
+        )
+    }
+}
+
+/// The SOAP acknowledgement a Salesforce Outbound Message waits for; without it Salesforce
+/// retries the message.
+fn salesforce_ack() -> Response<Body> {
+    const ACK: &str = concat!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+        r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>"#,
+        r#"<notificationsResponse xmlns="http://soap.sforce.com/2005/09/outbound"><Ack>true</Ack></notificationsResponse>"#,
+        r#"</soapenv:Body></soapenv:Envelope>"#
+    );
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/xml; charset=utf-8")
+        .body(Body::Text(ACK.to_owned()))
+        .expect("static headers are valid")
+}
+
 fn names(kinds: &[ChannelKind]) -> Vec<&'static str> {
     kinds.iter().map(|k| k.name()).collect()
 }
@@ -324,7 +353,14 @@ impl App {
 
     /// [`App::handle`] with an explicit deadline.
     pub async fn handle_until(&self, req: Request, deadline: Deadline) -> Response<Body> {
+        let reply = inbound::http::source_name(&req)
+            .and_then(|name| self.config.sources.get(name))
+            .map(|s| s.reply)
+            .unwrap_or_default();
         match self.process(&req, deadline).await {
+            Ok(outcome) if reply == inbound::Reply::SalesforceAck && !outcome.must_retry() => {
+                salesforce_ack()
+            }
             Ok(outcome) => outcome.into_response(),
             Err(problem) => {
                 let status = problem.status().as_u16();
@@ -347,7 +383,7 @@ impl App {
                     "POST to /webhooks/{source} with a configured source",
                 )
             })?;
-        let body = inbound::http::checked_body(req, self.config.max_body_bytes)?;
+        let body = inbound::http::checked_body(req, self.config.max_body_bytes, source.format)?;
         let creds = self.verified(source, req, body).await?;
         let delivery_id = source.scheme.delivery_id(req.headers());
         if let Some(id) = &delivery_id
@@ -363,8 +399,11 @@ impl App {
                 progress,
             });
         }
-        let parsed =
-            inbound::json::parse(body).map_err(|e| Problem::new(ProblemKind::Malformed, e))?;
+        let parsed = match source.format {
+            inbound::BodyFormat::Json => inbound::json::parse(body),
+            inbound::BodyFormat::Xml => inbound::xml::to_json(body),
+        }
+        .map_err(|e| Problem::new(ProblemKind::Malformed, e))?;
         if !source.is_batch() {
             let event = match source.interpret(&parsed).map_err(unprocessable)? {
                 Interpretation::Ignored {

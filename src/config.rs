@@ -364,7 +364,9 @@ fn load_sources(relay_config: Option<&str>) -> Result<BTreeMap<String, Source>, 
     }
     let (label, text) = match relay_config {
         None => (String::new(), String::new()),
-        Some(v) if v.contains('\n') || v.contains('=') || v.starts_with('[') => ("RELAY_CONFIG".to_owned(), v.to_owned()),
+        Some(v) if v.contains('\n') || v.contains('=') || v.starts_with('[') => {
+            ("RELAY_CONFIG".to_owned(), v.to_owned())
+        }
         Some(path) => (
             format!("RELAY_CONFIG file {path}"),
             std::fs::read_to_string(path)

@@ -3,6 +3,7 @@
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt};
 
+use super::BodyFormat;
 use crate::problem::{Problem, ProblemKind};
 
 /// The source named by `POST /webhooks/{source}`.
@@ -37,7 +38,7 @@ pub fn source_name(req: &Request) -> Option<&str> {
 ///
 /// # Errors
 /// 405, 413 or 415 as a [`Problem`].
-pub fn checked_body(req: &Request, max_bytes: usize) -> Result<&[u8], Problem> {
+pub fn checked_body(req: &Request, max_bytes: usize, format: BodyFormat) -> Result<&[u8], Problem> {
     if req.method() != http::Method::POST {
         return Err(Problem::new(
             ProblemKind::MethodNotAllowed,
@@ -62,13 +63,30 @@ pub fn checked_body(req: &Request, max_bytes: usize) -> Result<&[u8], Problem> {
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !is_json(content_type) {
+    let (ok, expected) = match format {
+        BodyFormat::Json => (is_json(content_type), "application/json"),
+        BodyFormat::Xml => (is_xml(content_type), "text/xml"),
+    };
+    if !ok {
         return Err(Problem::new(
             ProblemKind::UnsupportedMediaType,
-            "send Content-Type: application/json",
+            format!("send Content-Type: {expected}"),
         ));
     }
     Ok(body)
+}
+
+fn is_xml(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    matches!(
+        essence.as_str(),
+        "text/xml" | "application/xml" | "application/soap+xml"
+    )
 }
 
 fn is_json(content_type: &str) -> bool {

@@ -4,5 +4,6 @@ pub mod http;
 pub mod json;
 pub mod signature;
 mod source;
+pub mod xml;
 
-pub use source::{CrmEvent, Interpretation, MapError, Source, SourceSpec};
+pub use source::{BodyFormat, CrmEvent, Interpretation, MapError, Reply, Source, SourceSpec};

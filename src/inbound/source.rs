@@ -19,6 +19,11 @@ pub struct SourceSpec {
     pub preset: Option<String>,
     /// `false` turns a source off (e.g. the default `generic` source).
     pub enabled: Option<bool>,
+    /// The body's format: `json` (default) or `xml` (SOAP).
+    pub format: Option<BodyFormat>,
+    /// How success is answered: `json` (default) or `salesforce-ack` (the SOAP acknowledgement
+    /// Salesforce Outbound Messages wait for).
+    pub reply: Option<Reply>,
     pub scheme: Option<Scheme>,
     /// Keys in the relay secret holding this source's signing keys; absent keys are skipped,
     /// at least one must be present.
@@ -60,6 +65,8 @@ impl SourceSpec {
         SourceSpec {
             preset: None,
             enabled: self.enabled.or(base.enabled),
+            format: self.format.or(base.format),
+            reply: self.reply.or(base.reply),
             scheme: self.scheme.or(base.scheme),
             secrets: self.secrets.or_else(|| base.secrets.clone()),
             filter: self.filter.or_else(|| base.filter.clone()),
@@ -88,6 +95,24 @@ impl MapSpec {
     }
 }
 
+/// The format of a source's request bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BodyFormat {
+    #[default]
+    Json,
+    Xml,
+}
+
+/// How a source's successful requests are answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reply {
+    #[default]
+    Json,
+    SalesforceAck,
+}
+
 /// A source ready to use: expressions compiled, scheme known.
 #[derive(Debug)]
 pub struct Source {
@@ -96,6 +121,8 @@ pub struct Source {
     pub secret_keys: Vec<String>,
     pub eventbridge_source: Option<String>,
     pub key_name: Option<String>,
+    pub format: BodyFormat,
+    pub reply: Reply,
     each: Option<Expr>,
     filter: Option<Expr>,
     map: Mapping,
@@ -258,6 +285,8 @@ impl Source {
             secret_keys,
             eventbridge_source,
             key_name,
+            format: spec.format.unwrap_or_default(),
+            reply: spec.reply.unwrap_or_default(),
             each,
             filter,
             map,
@@ -293,6 +322,10 @@ impl Source {
         };
         let ctx = Value::from(BTreeMap::from([("body", whole.clone())]));
         let list = eval(each, &ctx)?;
+        // XML has no lists: one repeated element is a single object.
+        if list.kind() == minijinja::value::ValueKind::Map {
+            return Ok(vec![self.interpret_item(list, whole)]);
+        }
         if list.kind() != minijinja::value::ValueKind::Seq {
             return Err(MapError::WrongType(
                 each.source().to_owned(),

@@ -214,3 +214,63 @@ async fn the_salesforce_preset_takes_relayed_platform_events() {
         "ignored"
     );
 }
+
+#[tokio::test]
+async fn salesforce_outbound_messages_are_checked_against_the_org_and_acknowledged() {
+    let mut secret = serde_json::Map::new();
+    secret.insert(
+        "salesforce_organization_id".into(),
+        "00D5e000000ABCDEAU".into(),
+    );
+    let t = spawn_app_with(Options {
+        secret,
+        env: vec![("RELAY_CONFIG", "[sources.salesforce-outbound]\n".into())],
+    })
+    .await;
+    let event = load_event("salesforce-outbound-message.json");
+
+    let resp = t.app.handle(to_request(&event)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/xml; charset=utf-8");
+    let a = answer(resp);
+    assert!(a.raw.contains("<Ack>true</Ack>"), "{}", a.raw);
+    let call = &t.graph.invitation_calls()[0].body;
+    assert_eq!(call["invitedUserEmailAddress"], SAMPLE_EMAIL);
+    assert_eq!(call["invitedUserDisplayName"], "Ada Lovelace");
+    assert_eq!(t.slack.delivered().len(), 1);
+
+    // Salesforce retries the same notification: acknowledged, nothing repeated.
+    assert!(
+        answer(t.app.handle(to_request(&event)).await)
+            .raw
+            .contains("<Ack>true</Ack>")
+    );
+    assert_eq!(t.graph.invitation_calls().len(), 1);
+
+    // Another org's message is refused; a second notification in one message is its own event.
+    let xml = String::from_utf8(events::event_body(&event)).unwrap();
+    let mut other_org = event.clone();
+    events::set_event_body(
+        &mut other_org,
+        &xml.replace("00D5e000000ABCDEAU", "00D5e000000ZZZZEAU"),
+    );
+    t.send_event(&other_org)
+        .await
+        .assert_problem(401, "signature");
+    let two = xml.replace(
+        "  </notifications>",
+        "   <Notification><Id>04l5e00000AbCdFAAZ</Id><sObject><sf:Email>grace@partner.example</sf:Email><sf:FirstName>Grace</sf:FirstName><sf:LastName>Hopper</sf:LastName><sf:Partner_Status__c>Prospect</sf:Partner_Status__c></sObject></Notification>\n  </notifications>",
+    );
+    let mut batch = event;
+    events::set_event_body(&mut batch, &two);
+    assert!(
+        answer(t.app.handle(to_request(&batch)).await)
+            .raw
+            .contains("<Ack>true</Ack>")
+    );
+    assert_eq!(
+        t.graph.invitation_calls().len(),
+        1,
+        "the first is a duplicate, the second not signed yet"
+    );
+}

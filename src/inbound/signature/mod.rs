@@ -5,6 +5,7 @@
 mod credentials;
 mod hub_signature;
 mod hubspot;
+mod salesforce;
 mod standard;
 mod zendesk;
 
@@ -35,6 +36,8 @@ pub enum Scheme {
     /// A static key in the query parameter named by `key_name`, default `code` (Dynamics 365
     /// "WebhookKey").
     QueryKey,
+    /// Salesforce Outbound Messages (SOAP): the body's `OrganizationId` must be the key.
+    SalesforceOutbound,
     /// Amazon EventBridge events delivered to the worker (Salesforce Event Relay and other
     /// partner event buses): trust comes from the bus and IAM, so HTTP requests to such a
     /// source are always refused.
@@ -111,6 +114,13 @@ impl Scheme {
                 })
             }
             Scheme::Eventbridge => Err("EventBridge sources take no signing key".into()),
+            Scheme::SalesforceOutbound => {
+                if salesforce::valid_org_id(raw.trim()) {
+                    Ok(Key::Credential(SecretString::from(raw.trim().to_owned())))
+                } else {
+                    Err("a Salesforce organization id is 00D followed by 12 or 15 letters and digits".into())
+                }
+            }
             Scheme::Basic => match raw.split_once(':') {
                 Some((user, pass)) if !user.is_empty() && pass.len() >= 8 => Ok(Key::Credential(secret.clone())),
                 _ => Err("a Basic credential must be user:password with a password of 8 characters or more".into()),
@@ -135,6 +145,7 @@ impl Scheme {
             Scheme::Bearer => credentials::verify_bearer(keys, req),
             Scheme::HeaderKey => credentials::verify_header_key(keys, req),
             Scheme::QueryKey => credentials::verify_query_key(keys, req),
+            Scheme::SalesforceOutbound => salesforce::verify(keys, req),
             Scheme::Eventbridge => Err(SignatureError::Mismatch),
         }
     }
@@ -156,6 +167,7 @@ impl Scheme {
             | Scheme::Bearer
             | Scheme::HeaderKey
             | Scheme::QueryKey
+            | Scheme::SalesforceOutbound
             | Scheme::Eventbridge => None,
         }?;
         (!id.is_empty() && id.len() <= 200 && id.bytes().all(|b| b.is_ascii_graphic()))
