@@ -4,6 +4,8 @@ pub mod guard;
 mod slack;
 mod webhook;
 
+pub use slack::payload as slack_payload;
+
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};

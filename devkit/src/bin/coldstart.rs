@@ -1,0 +1,352 @@
+//! `coldstart`: measures cold starts the way Lambda causes them, without a cloud.
+//!
+//! It serves the Lambda Runtime API on loopback, starts a function binary as Lambda would (the
+//! same environment variables), and measures per cold start: init (process start to the first
+//! `GET /runtime/invocation/next`), the first event's duration, warm events' durations, and
+//! peak RSS (`VmHWM`). The same is measured for the `hello` floor. The `webhook` function runs
+//! against the Graph emulator, a channel receiver and the AWS emulator, so upstream time is
+//! near zero.
+//!
+//! ```text
+//! coldstart --function target/release/webhook --floor target/release/hello \
+//!           --aws-endpoint http://127.0.0.1:5000 [--cold 10] [--warm 200]
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use devkit::{GraphEmulator, GraphSettings, Receiver, events};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const DELIVERY_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+struct Invocation {
+    id: String,
+    body: String,
+}
+
+struct Runtime {
+    queue: Mutex<mpsc::Receiver<Invocation>>,
+    first_next: std::sync::Mutex<Option<Instant>>,
+    waiting: std::sync::Mutex<HashMap<String, oneshot::Sender<u16>>>,
+    init_error: std::sync::Mutex<Option<String>>,
+}
+
+async fn next(State(rt): State<Arc<Runtime>>) -> Response {
+    rt.first_next
+        .lock()
+        .unwrap()
+        .get_or_insert_with(Instant::now);
+    let Some(inv) = rt.queue.lock().await.recv().await else {
+        return (axum::http::StatusCode::GONE, "").into_response();
+    };
+    let deadline = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 30_000;
+    let mut h = HeaderMap::new();
+    h.insert("lambda-runtime-aws-request-id", inv.id.parse().unwrap());
+    h.insert(
+        "lambda-runtime-deadline-ms",
+        deadline.to_string().parse().unwrap(),
+    );
+    h.insert(
+        "lambda-runtime-invoked-function-arn",
+        "arn:aws:lambda:eu-west-1:123456789012:function:bench"
+            .parse()
+            .unwrap(),
+    );
+    h.insert(
+        "lambda-runtime-trace-id",
+        "Root=1-00000000-000000000000000000000000;Sampled=0"
+            .parse()
+            .unwrap(),
+    );
+    (h, inv.body).into_response()
+}
+
+async fn done(
+    State(rt): State<Arc<Runtime>>,
+    Path((id, kind)): Path<(String, String)>,
+) -> Response {
+    if let Some(tx) = rt.waiting.lock().unwrap().remove(&id) {
+        let _ = tx.send(if kind == "response" { 200 } else { 500 });
+    }
+    (axum::http::StatusCode::ACCEPTED, "").into_response()
+}
+
+async fn init_error(State(rt): State<Arc<Runtime>>, body: String) -> Response {
+    *rt.init_error.lock().unwrap() = Some(body);
+    (axum::http::StatusCode::ACCEPTED, "").into_response()
+}
+
+/// One cold start's figures, in microseconds and kilobytes.
+#[derive(Debug, Default, Clone)]
+struct Run {
+    init_us: u128,
+    first_us: u128,
+    warm_us: Vec<u128>,
+    peak_rss_kb: u64,
+}
+
+fn percentile(v: &mut [u128], p: f64) -> u128 {
+    v.sort_unstable();
+    if v.is_empty() {
+        return 0;
+    }
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn cold_start(
+    binary: &str,
+    env: &[(String, String)],
+    event: &(dyn Fn(usize) -> String + Sync),
+    warm: usize,
+) -> Result<Run, String> {
+    let (tx, rx) = mpsc::channel(1);
+    let rt = Arc::new(Runtime {
+        queue: Mutex::new(rx),
+        first_next: std::sync::Mutex::new(None),
+        waiting: std::sync::Mutex::new(HashMap::new()),
+        init_error: std::sync::Mutex::new(None),
+    });
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(done))
+        .route("/2018-06-01/runtime/init/error", post(init_error))
+        .with_state(rt.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(binary)
+        .env_clear()
+        .envs(env.iter().cloned())
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("{binary}: {e}"))?;
+    let pid = child.id().unwrap_or(0);
+    let init = loop {
+        if let Some(t) = *rt.first_next.lock().unwrap() {
+            break t - started;
+        }
+        if let Some(e) = rt.init_error.lock().unwrap().clone() {
+            return Err(format!("{binary} failed to start: {e}"));
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("{binary} exited during init: {status}"));
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            return Err(format!("{binary} did not start"));
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    };
+    let mut durations = Vec::with_capacity(warm + 1);
+    for i in 0..=warm {
+        let id = format!("req-{i}");
+        let (done_tx, done_rx) = oneshot::channel();
+        rt.waiting.lock().unwrap().insert(id.clone(), done_tx);
+        let t = Instant::now();
+        tx.send(Invocation { id, body: event(i) })
+            .await
+            .map_err(|_| "runtime queue closed")?;
+        let status = tokio::time::timeout(Duration::from_secs(30), done_rx)
+            .await
+            .map_err(|_| "invocation timed out")?
+            .map_err(|_| "lost")?;
+        if status != 200 {
+            return Err(format!("{binary}: invocation {i} failed"));
+        }
+        durations.push(t.elapsed().as_micros());
+    }
+    let peak_rss_kb = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0);
+    let _ = child.kill().await;
+    server.abort();
+    Ok(Run {
+        init_us: init.as_micros(),
+        first_us: durations[0],
+        warm_us: durations[1..].to_vec(),
+        peak_rss_kb,
+    })
+}
+
+struct Summary {
+    init_p50: u128,
+    first_p50: u128,
+    warm_p50: u128,
+    warm_p99: u128,
+    rss_kb: u64,
+}
+
+fn summarise(runs: &[Run]) -> Summary {
+    let mut init: Vec<u128> = runs.iter().map(|r| r.init_us).collect();
+    let mut first: Vec<u128> = runs.iter().map(|r| r.first_us).collect();
+    let mut warm: Vec<u128> = runs.iter().flat_map(|r| r.warm_us.clone()).collect();
+    Summary {
+        init_p50: percentile(&mut init, 0.5),
+        first_p50: percentile(&mut first, 0.5),
+        warm_p50: percentile(&mut warm, 0.5),
+        warm_p99: percentile(&mut warm, 0.99),
+        rss_kb: runs.iter().map(|r| r.peak_rss_kb).max().unwrap_or(0),
+    }
+}
+
+fn ms(us: u128) -> String {
+    format!("{:.2} ms", us as f64 / 1000.0)
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let function = flag("--function").unwrap_or_else(|| "target/release/webhook".into());
+    let floor = flag("--floor").unwrap_or_else(|| "target/release/hello".into());
+    let aws = flag("--aws-endpoint").expect("--aws-endpoint http://127.0.0.1:PORT (a moto_server)");
+    let cold: usize = flag("--cold").and_then(|v| v.parse().ok()).unwrap_or(10);
+    let warm: usize = flag("--warm").and_then(|v| v.parse().ok()).unwrap_or(200);
+
+    let graph = GraphEmulator::start(GraphSettings::default(), 0)
+        .await
+        .expect("Graph emulator");
+    let receiver = Receiver::start(0, None).await.expect("receiver");
+    let settings = graph.settings().clone();
+    let secret_id = format!("invite-relay-bench-{}", std::process::id());
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&aws)
+        .region(aws_config::Region::new("eu-west-1"))
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            "bench", "bench", None, None, "bench",
+        ))
+        .load()
+        .await;
+    let secret = serde_json::json!({
+        "graph_client_secret": settings.client_secret,
+        "webhook_signing_secret": WEBHOOK_SECRET,
+        "slack_webhook_url": format!("{}/slack/T0/B0/bench", receiver.url),
+        "delivery_webhook_url": format!("{}/hooks/bench", receiver.url),
+        "delivery_signing_secret": DELIVERY_SECRET,
+    });
+    aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name(&secret_id)
+        .secret_string(secret.to_string())
+        .send()
+        .await
+        .expect("create the secret in the AWS emulator");
+
+    let base_env = |name: &str| -> Vec<(String, String)> {
+        [
+            ("AWS_LAMBDA_FUNCTION_NAME", name),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+            ("AWS_LAMBDA_LOG_LEVEL", "WARN"),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "bench"),
+            ("AWS_SECRET_ACCESS_KEY", "bench"),
+            ("AWS_ENDPOINT_URL", aws.as_str()),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+    };
+    let mut webhook_env = base_env("webhook");
+    for (k, v) in [
+        ("RELAY_SECRET_ID", secret_id.clone()),
+        ("GRAPH_TENANT_ID", settings.tenant_id.clone()),
+        ("GRAPH_CLIENT_ID", settings.client_id.clone()),
+        ("GRAPH_LOGIN_URL", graph.url.clone()),
+        ("GRAPH_API_URL", graph.url.clone()),
+        (
+            "INVITE_REDIRECT_URL",
+            "https://myapps.microsoft.com/?tenantid=7b8f2c1e-0d4a-4e6b-9c3f-5a1d2e3f4a5b".into(),
+        ),
+        ("DELIVERY_ALLOW_PRIVATE_NETWORKS", "true".into()),
+        ("INVITE_RATE_PER_MINUTE", "6000".into()),
+    ] {
+        webhook_env.push((k.to_owned(), v));
+    }
+
+    let sample: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string("events/function-url-generic.json")
+            .expect("run from the repository root"),
+    )
+    .unwrap();
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    let signed = |_: usize| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut e = sample.clone();
+        let mut body: serde_json::Value = serde_json::from_slice(&events::event_body(&e)).unwrap();
+        body["id"] = format!("evt_bench_{n}").into();
+        body["invitee"]["email"] = format!("bench{n}@partner.example").into();
+        events::set_event_body(&mut e, &body.to_string());
+        events::sign_event(&mut e, WEBHOOK_SECRET);
+        e.to_string()
+    };
+    let hello_event = |_: usize| sample.to_string();
+
+    let mut floor_runs = Vec::new();
+    let mut relay_runs = Vec::new();
+    for _ in 0..cold {
+        // Interleaved, so both see the same machine conditions.
+        floor_runs.push(
+            cold_start(&floor, &base_env("hello"), &hello_event, warm)
+                .await
+                .expect("floor run"),
+        );
+        relay_runs.push(
+            cold_start(&function, &webhook_env, &signed, warm)
+                .await
+                .expect("webhook run"),
+        );
+    }
+    let f = summarise(&floor_runs);
+    let r = summarise(&relay_runs);
+    println!(
+        "cold starts: {cold} each, warm events per cold start: {warm} (medians over all runs)"
+    );
+    println!("| | init p50 | first event p50 | warm p50 | warm p99 | peak RSS |");
+    println!("|---|---|---|---|---|---|");
+    for (name, s) in [("hello-world floor", &f), ("invite-relay webhook", &r)] {
+        println!(
+            "| {name} | {} | {} | {} | {} | {:.1} MB |",
+            ms(s.init_p50),
+            ms(s.first_p50),
+            ms(s.warm_p50),
+            ms(s.warm_p99),
+            s.rss_kb as f64 / 1024.0
+        );
+    }
+    println!(
+        "ratios: init {:.2}x the floor; first event {:.2}x a warm event",
+        r.init_p50 as f64 / f.init_p50.max(1) as f64,
+        r.first_p50 as f64 / r.warm_p50.max(1) as f64
+    );
+    println!("graph invitations created: {}", graph.created().len());
+}
