@@ -204,29 +204,55 @@ async fn persistent_500_is_503() {
 
 #[tokio::test]
 async fn a_slow_graph_never_outlives_the_deadline() {
-    let (t, a) = {
-        let t = spawn_app_with(Options {
-            env: vec![("OUTBOUND_TIMEOUT_MS", "8000".into())],
-            ..Options::default()
-        })
+    // The call starts (1.5 s fit in the 2 s left), Graph hangs, the call times out, and no
+    // second attempt is started because it could not finish in time.
+    let t = spawn_app_with(Options {
+        env: vec![("OUTBOUND_TIMEOUT_MS", "1500".into())],
+        ..Options::default()
+    })
+    .await;
+    for _ in 0..PERSISTENT {
+        t.graph
+            .fail_next_invitation(Fault::Delay(Duration::from_secs(20)));
+    }
+    let started = Instant::now();
+    let a = t
+        .post_until(&sample_body(), Deadline::after(Duration::from_secs(2)))
         .await;
-        for _ in 0..PERSISTENT {
-            t.graph
-                .fail_next_invitation(Fault::Delay(Duration::from_secs(20)));
-        }
-        let started = Instant::now();
-        let a = t
-            .post_until(&sample_body(), Deadline::after(Duration::from_secs(2)))
-            .await;
-        let took = started.elapsed();
-        assert!(
-            took < Duration::from_millis(2500),
-            "answered after {took:?}"
-        );
-        (t, a)
-    };
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1400),
+        "the call was in flight ({took:?})"
+    );
+    assert!(
+        took < Duration::from_millis(2500),
+        "answered after {took:?}"
+    );
     a.assert_problem(503, "upstream-unavailable");
+    assert_eq!(
+        t.graph.invitation_calls().len(),
+        0,
+        "the hung call never completed"
+    );
     assert!(t.slack.received().is_empty());
+
+    // With a generous timeout the deadline itself bounds the wait.
+    let t = spawn_app_with(Options {
+        env: vec![("OUTBOUND_TIMEOUT_MS", "8000".into())],
+        ..Options::default()
+    })
+    .await;
+    t.graph
+        .fail_next_invitation(Fault::Delay(Duration::from_secs(20)));
+    let started = Instant::now();
+    t.post_until(&sample_body(), Deadline::after(Duration::from_secs(10)))
+        .await
+        .assert_problem(503, "upstream-unavailable");
+    assert!(
+        started.elapsed() < Duration::from_millis(10_500),
+        "answered after {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
