@@ -120,19 +120,17 @@ impl Default for Options {
     }
 }
 
-/// The app under test and everything around it.
+/// The app under test and everything around it (the parts are reachable through `Deref`).
 pub struct TestApp {
     pub app: App,
-    pub graph: GraphEmulator,
-    pub slack: Receiver,
-    pub hook: Receiver,
-    pub logs: LogCapture,
-    pub secret_id: String,
-    pub secret_values: Vec<String>,
-    /// The environment the app was configured from (for a second instance: a restart, or
-    /// another container).
-    pub env: Vec<(&'static str, String)>,
-    _log_guard: tracing::subscriber::DefaultGuard,
+    parts: TestParts,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = TestParts;
+    fn deref(&self) -> &TestParts {
+        &self.parts
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -213,11 +211,14 @@ pub async fn try_spawn_app_with(opts: Options) -> (Result<App, String>, TestPart
             secret_id,
             secret_values,
             env,
-            guard,
+            _guard: guard,
         },
     )
 }
 
+/// Everything around the app under test: emulators, receivers, captured logs, its secret and
+/// the environment it was configured from (for a second instance: a restart, or another
+/// container).
 pub struct TestParts {
     pub graph: GraphEmulator,
     pub slack: Receiver,
@@ -226,21 +227,14 @@ pub struct TestParts {
     pub secret_id: String,
     pub secret_values: Vec<String>,
     pub env: Vec<(&'static str, String)>,
-    guard: tracing::subscriber::DefaultGuard,
+    _guard: tracing::subscriber::DefaultGuard,
 }
 
 pub async fn spawn_app_with(opts: Options) -> TestApp {
-    let (app, p) = try_spawn_app_with(opts).await;
+    let (app, parts) = try_spawn_app_with(opts).await;
     TestApp {
         app: app.expect("app starts"),
-        graph: p.graph,
-        slack: p.slack,
-        hook: p.hook,
-        logs: p.logs,
-        secret_id: p.secret_id,
-        secret_values: p.secret_values,
-        env: p.env,
-        _log_guard: p.guard,
+        parts,
     }
 }
 

@@ -242,6 +242,13 @@ pub(crate) mod test_support {
         h
     }
 
+    /// The signature with one base64 character changed.
+    pub fn flip(sig: &str) -> String {
+        let mut b = sig.as_bytes().to_vec();
+        b[5] = if b[5] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(b).unwrap()
+    }
+
     pub fn key(scheme: Scheme, s: &str) -> Key {
         scheme.key(&SecretString::from(s)).unwrap()
     }

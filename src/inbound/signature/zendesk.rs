@@ -85,13 +85,6 @@ mod tests {
         );
     }
 
-    /// The signature with one base64 character changed.
-    fn flip(sig: &str) -> String {
-        let mut b = sig.as_bytes().to_vec();
-        b[5] = if b[5] == b'A' { b'B' } else { b'A' };
-        String::from_utf8(b).unwrap()
-    }
-
     #[test]
     fn refuses_tampering_and_staleness() {
         let now = now();
