@@ -1,12 +1,12 @@
 //! The per-event work of the webhook function, in process, without the network: decode the
 //! Lambda event, verify the signature, parse and map the body, validate, build the Graph request
-//! body, and render the Slack message.
+//! body, and render the Slack message from its template.
 //!
 //! `cargo bench --bench hot_path` (a short run: `-- --sample-count 3 --sample-size 3`).
 
 use devkit::events;
 use invite_relay::config::Config;
-use invite_relay::delivery::{Message, slack_payload};
+use invite_relay::delivery::{ChannelKind, Extras, Message, Rendered, render};
 use invite_relay::domain::{DisplayName, Invitation, InvitationRequest, InviteeEmail, UserType};
 use invite_relay::inbound::{self, Interpretation, signature::Signed};
 use secrecy::SecretString;
@@ -94,9 +94,24 @@ fn hot_path(bencher: divan::Bencher) {
             event_id: &ev.event_id,
             email: &request.invited_user_email_address,
             display_name: request.invited_user_display_name.as_ref(),
+            extras: &Extras {
+                event_type: ev.event_type.clone(),
+                company: ev.company.clone(),
+                language: ev.language.clone(),
+                owner_email: ev.owner_email.clone(),
+                fields: ev.fields.clone(),
+            },
             invitation: &invitation,
         };
-        let slack = slack_payload(&msg).to_string();
+        let Ok(Rendered::Json(slack)) = render(
+            "slack",
+            ChannelKind::Slack,
+            &config.delivery.templates,
+            &msg,
+        ) else {
+            panic!("slack renders")
+        };
+        let slack = slack.to_string();
         (graph_body.len(), slack.len())
     });
 }

@@ -15,7 +15,7 @@ use sha2::Sha256;
 use tracing::Instrument;
 
 use crate::config::{Config, ConfigError, Mode, Role};
-use crate::delivery::{Channel, ChannelKind, Deliverer, DeliveryError, Message};
+use crate::delivery::{Channel, Deliverer, DeliveryConfig, DeliveryError, Extras, Message};
 use crate::domain::{DisplayName, Invitation, InvitationRequest, InviteeEmail, UserType};
 use crate::graph::{ClientCredential, GraphClient, GraphError};
 use crate::inbound::signature::{Key, Scheme};
@@ -43,6 +43,7 @@ impl Credentials {
     pub fn derive(
         values: &SecretValues,
         sources: &[(String, Scheme, Vec<String>)],
+        delivery: &DeliveryConfig,
         allow_private: bool,
     ) -> Result<Self, String> {
         let graph_secret = values
@@ -69,7 +70,7 @@ impl Credentials {
             }
             source_keys.insert(name.clone(), decoded);
         }
-        let channels = Channel::from_secret(values, allow_private)?;
+        let channels = Channel::resolve(delivery, values, allow_private)?;
         let hash_key: Vec<u8> = match values.get("log_hash_key") {
             Some(k) => k.expose_secret().as_bytes().to_vec(),
             None => {
@@ -88,8 +89,8 @@ impl Credentials {
         })
     }
 
-    fn channel(&self, kind: ChannelKind) -> Option<&Channel> {
-        self.channels.iter().find(|c| c.kind() == kind)
+    fn channel(&self, name: &str) -> Option<&Channel> {
+        self.channels.iter().find(|c| c.name == name)
     }
 }
 
@@ -131,7 +132,7 @@ pub enum Outcome {
         event_id: String,
         invitation_id: String,
         invited_user_id: String,
-        delivered: Vec<ChannelKind>,
+        delivered: Vec<String>,
     },
     Duplicate {
         event_id: String,
@@ -162,14 +163,14 @@ impl Outcome {
                 "eventId": event_id,
                 "invitationId": invitation_id,
                 "invitedUserId": invited_user_id,
-                "delivered": names(delivered),
+                "delivered": delivered,
             }),
             Outcome::Duplicate { event_id, progress } => json!({
                 "status": "duplicate",
                 "eventId": event_id,
                 "invitationId": progress.invitation_id,
                 "invitedUserId": progress.invited_user_id,
-                "delivered": names(&progress.delivered),
+                "delivered": progress.delivered,
             }),
             Outcome::Batch { items, .. } => json!({"status": "processed", "events": items}),
         }
@@ -232,15 +233,12 @@ fn salesforce_ack() -> Response<Body> {
         .expect("static headers are valid")
 }
 
-fn names(kinds: &[ChannelKind]) -> Vec<&'static str> {
-    kinds.iter().map(|k| k.name()).collect()
-}
-
 /// An event ready for Graph: every value validated.
 struct Plan {
     key: EventKey,
     request: InvitationRequest,
-    channels: Vec<ChannelKind>,
+    channels: Vec<String>,
+    extras: Extras,
 }
 
 /// Why an invitation attempt did not produce an invitation.
@@ -296,7 +294,10 @@ impl App {
             aws_sdk_secretsmanager::Client::new(sdk),
             config.secret_id.clone(),
             config.secret_ttl,
-            move |values| Credentials::derive(values, &sources, allow_private),
+            {
+                let delivery = config.delivery.clone();
+                move |values| Credentials::derive(values, &sources, &delivery, allow_private)
+            },
         );
         let creds = secrets.get().await?;
         let store = match &config.idempotency_table {
@@ -309,7 +310,8 @@ impl App {
         };
         tracing::info!(
             sources = ?config.sources.keys().collect::<Vec<_>>(),
-            channels = ?creds.channels.iter().map(|c| c.kind().name()).collect::<Vec<_>>(),
+            channels = ?creds.channels.iter().map(|c| format!("{}:{}", c.name, c.kind.name())).collect::<Vec<_>>(),
+            routes = !config.delivery.routes.is_empty(),
             mode = ?config.mode,
             durable_store = config.idempotency_table.is_some(),
             "invite-relay ready"
@@ -324,7 +326,12 @@ impl App {
         Ok(Self {
             graph: GraphClient::new(http, &config.graph),
             gate: GraphGate::new(config.invite_rate_per_minute, config.graph_cooldown),
-            deliverer: Deliverer::new(config.outbound_timeout, allow_private),
+            deliverer: Deliverer::new(
+                config.outbound_timeout,
+                allow_private,
+                sdk,
+                &config.delivery,
+            ),
             queues: Queues::new(
                 aws_sdk_sqs::Client::new(sdk),
                 config.queue_url.clone(),
@@ -416,7 +423,7 @@ impl App {
                 Interpretation::Invite(event) => event,
             };
             return self
-                .accept(source, event, &creds, deadline, delivery_id)
+                .accept(source, *event, &creds, deadline, delivery_id)
                 .await;
         }
         // A body with several events: each is processed (and can fail) on its own.
@@ -428,7 +435,7 @@ impl App {
                 Ok(Interpretation::Ignored { event_id, .. }) => Ok(Outcome::Ignored { event_id }),
                 Ok(Interpretation::Invite(event)) => {
                     let event_id = event.event_id.clone();
-                    self.accept(source, event, &creds, deadline, None)
+                    self.accept(source, *event, &creds, deadline, None)
                         .await
                         .map_err(|p| p.with("eventId", event_id))
                 }
@@ -679,7 +686,66 @@ impl App {
                 Problem::new(ProblemKind::RedirectNotAllowed, rule.to_string())
                     .with("field", "redirectUrl")
             })?;
-        let channels = self.channels_for(event.channels.as_deref(), creds)?;
+        let display_name = event.display_name.as_deref().and_then(DisplayName::parse);
+        let extras = Extras {
+            event_type: event.event_type.clone(),
+            company: event
+                .company
+                .as_deref()
+                .and_then(DisplayName::parse)
+                .map(|c| c.as_str().to_owned()),
+            language: event
+                .language
+                .as_deref()
+                .map(str::trim)
+                .filter(|l| {
+                    l.len() <= 35
+                        && l.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                })
+                .map(str::to_owned),
+            owner_email: match event.owner_email.as_deref() {
+                None => None,
+                Some(raw) => Some(
+                    InviteeEmail::parse(raw)
+                        .map(|e| e.as_str().to_owned())
+                        .map_err(|_| {
+                            Problem::new(
+                                ProblemKind::Unprocessable,
+                                "the owner email is not a valid address",
+                            )
+                            .with("field", "ownerEmail")
+                        })?,
+                ),
+            },
+            fields: event.fields.clone(),
+        };
+        let ctx = crate::delivery::context(
+            &source.name,
+            &event.event_id,
+            email.as_str(),
+            display_name.as_ref().map(DisplayName::as_str),
+            &extras,
+            None,
+            None,
+        );
+        let channels = self.channels_for(event.channels.as_deref(), creds, &ctx)?;
+        if let Some(owner) = &extras.owner_email {
+            let refused = channels.iter().filter_map(|n| creds.channel(n)).find(|c| {
+                c.email()
+                    .is_some_and(|e| e.cc_owner && !e.cc_allowed(owner))
+            });
+            if let Some(c) = refused {
+                return Err(Problem::new(
+                    ProblemKind::Unprocessable,
+                    format!(
+                        "the owner email is outside the domains channel {} may copy",
+                        c.name
+                    ),
+                )
+                .with("field", "ownerEmail"));
+            }
+        }
         Ok(Plan {
             key: EventKey {
                 source: source.name.clone(),
@@ -687,47 +753,62 @@ impl App {
             },
             request: InvitationRequest {
                 invited_user_email_address: email,
-                invited_user_display_name: event
-                    .display_name
-                    .as_deref()
-                    .and_then(DisplayName::parse),
+                invited_user_display_name: display_name,
                 invited_user_type: user_type,
                 invite_redirect_url: redirect,
                 send_invitation_message: false,
             },
             channels,
+            extras,
         })
     }
 
-    /// The event's requested channels (all must be configured), or every configured channel.
+    /// The event's requested channels (all must exist), else the first matching route's,
+    /// else every channel.
     fn channels_for(
         &self,
         requested: Option<&[String]>,
         creds: &Credentials,
-    ) -> Result<Vec<ChannelKind>, Problem> {
-        let configured: Vec<ChannelKind> = creds.channels.iter().map(Channel::kind).collect();
-        let Some(requested) = requested.filter(|r| !r.is_empty()) else {
-            return Ok(configured);
-        };
-        let mut out = Vec::new();
-        for name in requested {
-            let kind = ChannelKind::parse(name).ok_or_else(|| {
-                Problem::new(
-                    ProblemKind::Unprocessable,
-                    "delivery.channels names an unknown channel",
-                )
-                .with("field", "delivery.channels")
-                .with("known", names(&ChannelKind::ALL))
-            })?;
-            if !configured.contains(&kind) {
-                return Err(Problem::new(
-                    ProblemKind::Unprocessable,
-                    format!("channel {} is not configured", kind.name()),
-                )
-                .with("field", "delivery.channels"));
+        ctx: &minijinja::Value,
+    ) -> Result<Vec<String>, Problem> {
+        let configured: Vec<String> = creds.channels.iter().map(|c| c.name.clone()).collect();
+        let chosen: Vec<String> = match requested.filter(|r| !r.is_empty()) {
+            Some(requested) => {
+                for name in requested {
+                    if !configured.iter().any(|c| c == name.trim()) {
+                        return Err(Problem::new(
+                            ProblemKind::Unprocessable,
+                            "delivery.channels names a channel that is not configured",
+                        )
+                        .with("field", "delivery.channels")
+                        .with("known", configured.clone()));
+                    }
+                }
+                requested.iter().map(|n| n.trim().to_owned()).collect()
             }
-            if !out.contains(&kind) {
-                out.push(kind);
+            None if self.config.delivery.routes.is_empty() => configured,
+            None => {
+                let route = self.config.delivery.routes.choose(ctx).map_err(|e| {
+                    Problem::new(ProblemKind::Unprocessable, e).with("field", "routes")
+                })?;
+                match route {
+                    Some(r) => {
+                        tracing::debug!(route = %r.name, "route chosen");
+                        r.channels.clone()
+                    }
+                    None => {
+                        return Err(Problem::new(
+                            ProblemKind::NoRoute,
+                            "no routing rule matches this event",
+                        ));
+                    }
+                }
+            }
+        };
+        let mut out: Vec<String> = Vec::new();
+        for c in chosen {
+            if !out.contains(&c) {
+                out.push(c);
             }
         }
         Ok(out)
@@ -764,11 +845,11 @@ impl App {
             }
             Claim::Acquired(progress) => progress,
         };
-        let pending: Vec<ChannelKind> = plan
+        let pending: Vec<String> = plan
             .channels
             .iter()
-            .copied()
             .filter(|c| !progress.delivered.contains(c))
+            .cloned()
             .collect();
         if let (true, Some(invitation_id), Some(invited_user_id)) = (
             pending.is_empty(),
@@ -803,13 +884,14 @@ impl App {
             event_id: &plan.key.event_id,
             email: &plan.request.invited_user_email_address,
             display_name: plan.request.invited_user_display_name.as_ref(),
+            extras: &plan.extras,
             invitation: &invitation,
         };
         let mut delivered = progress.delivered.clone();
-        let mut failed: Vec<(ChannelKind, DeliveryError)> = Vec::new();
-        for kind in pending {
-            let Some(channel) = creds.channel(kind) else {
-                failed.push((kind, DeliveryError::Blocked));
+        let mut failed: Vec<(String, DeliveryError)> = Vec::new();
+        for name in pending {
+            let Some(channel) = creds.channel(&name) else {
+                failed.push((name, DeliveryError::Blocked));
                 continue;
             };
             let attempt = || async {
@@ -820,20 +902,21 @@ impl App {
                 }
                 deadline
                     .bound(
-                        self.deliverer.send(channel, &msg),
+                        self.deliverer
+                            .send(channel, &self.config.delivery.templates, &msg),
                         DeliveryError::Unavailable("deadline reached".into()),
                     )
                     .await
             };
             match retry(deadline, attempt).await {
                 Ok(()) => {
-                    tracing::info!(channel = kind.name(), "delivered");
-                    self.record(self.store.record_delivered(&plan.key, kind).await);
-                    delivered.push(kind);
+                    tracing::info!(channel = %name, "delivered");
+                    self.record(self.store.record_delivered(&plan.key, &name).await);
+                    delivered.push(name);
                 }
                 Err(e) => {
-                    tracing::warn!(channel = kind.name(), error = %e, "delivery failed");
-                    failed.push((kind, e));
+                    tracing::warn!(channel = %name, error = %e, "delivery failed");
+                    failed.push((name, e));
                 }
             }
         }
@@ -1030,8 +1113,8 @@ fn invite_problem(e: InviteError) -> Problem {
 
 fn delivery_problem(
     invitation: &Invitation,
-    delivered: &[ChannelKind],
-    failed: &[(ChannelKind, DeliveryError)],
+    delivered: &[String],
+    failed: &[(String, DeliveryError)],
 ) -> Problem {
     let transient = failed
         .iter()
@@ -1041,8 +1124,8 @@ fn delivery_problem(
         "the invitation was created but not every channel received it; a retry delivers to the remaining channels",
     )
     .with("invitationId", invitation.id.clone())
-    .with("delivered", names(delivered))
-    .with("failed", failed.iter().map(|(k, e)| json!({"channel": k.name(), "reason": e.to_string()})).collect::<Vec<_>>())
+    .with("delivered", delivered.to_vec())
+    .with("failed", failed.iter().map(|(k, e)| json!({"channel": k, "reason": e.to_string()})).collect::<Vec<_>>())
     .retryable(transient);
     p.retry_after = Some(if transient { 30 } else { 300 });
     p

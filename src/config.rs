@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+use crate::delivery::{Brand, ChannelSpec, DeliveryConfig, RouteSpec};
 use crate::domain::{DomainPolicy, RedirectPolicy, RedirectUrl};
 use crate::inbound::{Source, SourceSpec};
 
@@ -68,6 +69,8 @@ pub struct Config {
     /// parked with its reason.
     pub max_receives: u32,
     pub sources: BTreeMap<String, Source>,
+    /// Channels, routes and templates (`[channels.*]`, `[[routes]]`, `[brand]`).
+    pub delivery: std::sync::Arc<DeliveryConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +200,8 @@ impl Config {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
+        let tenant_domains = list(var("TENANT_VERIFIED_DOMAINS"));
+        let (sources, delivery) = load_relay(var("RELAY_CONFIG").as_deref(), &tenant_domains)?;
         Ok(Self {
             secret_id: required("RELAY_SECRET_ID")?,
             secret_ttl: Duration::from_secs(number(
@@ -210,7 +215,7 @@ impl Config {
             invitee_domains: DomainPolicy::new(
                 list(var("INVITEE_DOMAIN_ALLOWLIST")),
                 list(var("INVITEE_DOMAIN_DENYLIST")),
-                list(var("TENANT_VERIFIED_DOMAINS")),
+                tenant_domains,
             ),
             allow_member_invitations: flag(
                 "ALLOW_MEMBER_INVITATIONS",
@@ -278,7 +283,8 @@ impl Config {
                 1..=86_400,
             )?),
             max_receives: number("MAX_RECEIVES", var("MAX_RECEIVES"), 5, 1..=1000)? as u32,
-            sources: load_sources(var("RELAY_CONFIG").as_deref())?,
+            sources,
+            delivery: std::sync::Arc::new(delivery),
         })
     }
 }
@@ -350,11 +356,20 @@ fn flag(name: &str, v: Option<String>) -> Result<bool, ConfigError> {
 struct RelayFile {
     #[serde(default)]
     sources: BTreeMap<String, SourceSpec>,
+    #[serde(default)]
+    channels: BTreeMap<String, ChannelSpec>,
+    #[serde(default)]
+    routes: Vec<RouteSpec>,
+    #[serde(default)]
+    brand: Brand,
 }
 
 /// `RELAY_CONFIG` is inline TOML when it starts with `[` or contains a newline or `=`,
 /// otherwise a file path.
-fn load_sources(relay_config: Option<&str>) -> Result<BTreeMap<String, Source>, ConfigError> {
+fn load_relay(
+    relay_config: Option<&str>,
+    tenant_domains: &[String],
+) -> Result<(BTreeMap<String, Source>, DeliveryConfig), ConfigError> {
     let mut presets = BTreeMap::new();
     for (name, text) in PRESETS {
         let file = parse_file(&format!("preset {name}"), text)?;
@@ -379,6 +394,20 @@ fn load_sources(relay_config: Option<&str>) -> Result<BTreeMap<String, Source>, 
         parse_file(&label, &text)?
     };
 
+    let delivery = DeliveryConfig::compile(
+        user.channels,
+        user.routes,
+        &user.brand,
+        tenant_domains,
+        &|r| locate(&label, &text, r),
+    )
+    .map_err(|e| {
+        ConfigError(if label.is_empty() {
+            e
+        } else {
+            format!("{label}: {e}")
+        })
+    })?;
     let mut sources = BTreeMap::new();
     for (name, (spec, preset, ptext)) in &presets {
         // Every preset is compiled (so a broken one fails every start-up), but only the
@@ -414,7 +443,7 @@ fn load_sources(relay_config: Option<&str>) -> Result<BTreeMap<String, Source>, 
             .map_err(|e| ConfigError(format!("{label}: {e}")))?;
         sources.insert(name, s);
     }
-    Ok(sources)
+    Ok((sources, delivery))
 }
 
 fn parse_file(label: &str, text: &str) -> Result<RelayFile, ConfigError> {

@@ -15,6 +15,7 @@ pub enum ProblemKind {
     Unprocessable,
     InvalidInvitee,
     RedirectNotAllowed,
+    NoRoute,
     GraphRejected,
     InProgress,
     UpstreamAuth,
@@ -34,7 +35,7 @@ impl ProblemKind {
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Malformed => StatusCode::BAD_REQUEST,
             Signature => StatusCode::UNAUTHORIZED,
-            Unprocessable | InvalidInvitee | RedirectNotAllowed | GraphRejected => {
+            Unprocessable | InvalidInvitee | RedirectNotAllowed | NoRoute | GraphRejected => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             InProgress => StatusCode::CONFLICT,
@@ -57,6 +58,7 @@ impl ProblemKind {
             Unprocessable => "unprocessable-event",
             InvalidInvitee => "invalid-invitee",
             RedirectNotAllowed => "redirect-not-allowed",
+            NoRoute => "no-route",
             GraphRejected => "graph-rejected",
             InProgress => "in-progress",
             UpstreamAuth => "upstream-auth",
@@ -79,6 +81,7 @@ impl ProblemKind {
             Unprocessable => "Event cannot be processed",
             InvalidInvitee => "Invalid invitee",
             RedirectNotAllowed => "Redirect URL not allowed",
+            NoRoute => "No delivery route for this event",
             GraphRejected => "Microsoft Graph rejected the invitation",
             InProgress => "Event is being processed",
             UpstreamAuth => "Authentication to Microsoft Graph failed",

@@ -1,31 +1,53 @@
-//! Delivering the redeem link: one module per channel, one enum to dispatch.
+//! Delivering the redeem link: channels (branded email through Amazon SES, Slack, Microsoft
+//! Teams, a signed webhook), their templates, routing rules and the outbound guard.
+//!
+//! Channels are declared in configuration (`[channels.NAME]`, see [`ChannelSpec`]); without
+//! any, the channels whose URLs are in the secret are used under their kind's name. A channel's
+//! URL is a credential (a Slack or Teams webhook URL is), so it lives in the secret and is never
+//! logged.
 
+mod email;
 pub mod guard;
+pub mod routing;
 mod slack;
+mod teams;
+pub mod templates;
 mod webhook;
 
-pub use slack::payload as slack_payload;
-
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
 
 use crate::domain::{DisplayName, Invitation, InviteeEmail};
 use crate::secrets::SecretValues;
+pub use routing::{Route, RouteSpec, Routes};
+pub use templates::{Brand, Templates};
 
-/// A kind of channel, as named in events (`delivery.channels`) and responses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A kind of channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ChannelKind {
+    Email,
     Slack,
+    Teams,
     Webhook,
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 2] = [ChannelKind::Slack, ChannelKind::Webhook];
+    pub const ALL: [ChannelKind; 4] = [
+        ChannelKind::Email,
+        ChannelKind::Slack,
+        ChannelKind::Teams,
+        ChannelKind::Webhook,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
+            ChannelKind::Email => "email",
             ChannelKind::Slack => "slack",
+            ChannelKind::Teams => "teams",
             ChannelKind::Webhook => "webhook",
         }
     }
@@ -35,12 +57,305 @@ impl ChannelKind {
             .into_iter()
             .find(|k| k.name().eq_ignore_ascii_case(s.trim()))
     }
+
+    /// The secret key holding the URL when none is configured.
+    fn default_url_key(self) -> &'static str {
+        match self {
+            ChannelKind::Slack => "slack_webhook_url",
+            ChannelKind::Teams => "teams_webhook_url",
+            ChannelKind::Webhook | ChannelKind::Email => "delivery_webhook_url",
+        }
+    }
 }
 
-/// A configured channel. Its URL is a credential (a Slack incoming-webhook URL is), so it is a
-/// secret and never logged.
-pub enum Channel {
+/// A channel as written in `[channels.NAME]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSpec {
+    /// `email`, `slack`, `teams` or `webhook`; defaults to the channel's name when that is a
+    /// kind.
+    pub kind: Option<ChannelKind>,
+    /// Slack, Teams, webhook: the secret key holding the URL (default `slack_webhook_url`,
+    /// `teams_webhook_url`, `delivery_webhook_url`).
+    pub url_secret: Option<String>,
+    /// Webhook: the secret key holding the `whsec_` signing key (default
+    /// `delivery_signing_secret`).
+    pub signing_secret: Option<String>,
+    /// Email: the sender, `Name <address>` or `address`, on an SES-verified identity.
+    pub from: Option<String>,
+    /// Email: Reply-To addresses.
+    #[serde(default)]
+    pub reply_to: Vec<String>,
+    /// Email: fixed CC addresses.
+    #[serde(default)]
+    pub cc: Vec<String>,
+    /// Email: CC the event's account owner (`map.owner_email`).
+    #[serde(default)]
+    pub cc_owner: bool,
+    /// Email: domains CC addresses must be in (default `TENANT_VERIFIED_DOMAINS`).
+    pub cc_domains: Option<Vec<String>>,
+    /// Email: an SES configuration set (event publishing, dedicated IPs).
+    pub configuration_set: Option<String>,
+    /// Email: the SES region when it differs from the function's.
+    pub region: Option<String>,
+    /// The language used when the invitee's isn't available (default `en`).
+    pub default_language: Option<String>,
+    /// Template overrides: language → part → template.
+    #[serde(default)]
+    pub templates: templates::TemplateSpec,
+}
+
+/// Email settings, checked.
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    pub from: String,
+    pub reply_to: Vec<String>,
+    pub cc: Vec<String>,
+    pub cc_owner: bool,
+    pub cc_domains: Vec<String>,
+    pub configuration_set: Option<String>,
+    pub region: Option<String>,
+}
+
+impl EmailSettings {
+    /// Whether `address` may be copied on invitation emails.
+    pub fn cc_allowed(&self, address: &str) -> bool {
+        let domain = address
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase());
+        domain.is_some_and(|d| self.cc_domains.contains(&d))
+    }
+}
+
+/// A channel's configuration, without its secrets.
+#[derive(Debug, Clone)]
+pub struct ChannelConfig {
+    pub name: String,
+    pub kind: ChannelKind,
+    url_secret: String,
+    signing_secret: String,
+    pub email: Option<EmailSettings>,
+    /// Declared in configuration (its secret keys must exist), rather than found in the secret.
+    declared: bool,
+}
+
+/// Everything about delivery that configuration decides.
+#[derive(Debug)]
+pub struct DeliveryConfig {
+    pub channels: Vec<ChannelConfig>,
+    pub routes: Routes,
+    pub templates: Templates,
+}
+
+fn plain_address(s: &str) -> Option<&str> {
+    let s = s.trim();
+    let addr = match (s.rfind('<'), s.ends_with('>')) {
+        (Some(i), true) => &s[i + 1..s.len() - 1],
+        (None, false) => s,
+        _ => return None,
+    };
+    email_address::EmailAddress::parse_with_options(addr, email_address::Options::default())
+        .ok()
+        .map(|_| addr)
+}
+
+impl DeliveryConfig {
+    /// Checks channel declarations, routes and templates.
+    ///
+    /// # Errors
+    /// One line naming the setting at fault.
+    pub fn compile(
+        specs: BTreeMap<String, ChannelSpec>,
+        routes: Vec<RouteSpec>,
+        brand: &Brand,
+        tenant_domains: &[String],
+        locate: &dyn Fn(std::ops::Range<usize>) -> String,
+    ) -> Result<Self, String> {
+        check_brand(brand)?;
+        let declared = !specs.is_empty();
+        let mut channels = Vec::new();
+        let mut template_specs = Vec::new();
+        if declared {
+            for (name, spec) in specs {
+                let (config, default_language, tspec) =
+                    compile_channel(&name, spec, tenant_domains)?;
+                template_specs.push((name, config.kind, default_language, tspec));
+                channels.push(config);
+            }
+        } else {
+            for kind in [ChannelKind::Slack, ChannelKind::Teams, ChannelKind::Webhook] {
+                channels.push(ChannelConfig {
+                    name: kind.name().to_owned(),
+                    kind,
+                    url_secret: kind.default_url_key().to_owned(),
+                    signing_secret: "delivery_signing_secret".to_owned(),
+                    email: None,
+                    declared: false,
+                });
+            }
+        }
+        let names: Vec<String> = channels.iter().map(|c| c.name.clone()).collect();
+        let routes = Routes::compile(routes, declared.then_some(names.as_slice()), locate)?;
+        let templates = Templates::build(&template_specs, brand)?;
+        Ok(Self {
+            channels,
+            routes,
+            templates,
+        })
+    }
+
+    /// Email channels' SES regions (`None`: the function's own).
+    pub fn email_regions(&self) -> BTreeSet<Option<String>> {
+        self.channels
+            .iter()
+            .filter_map(|c| c.email.as_ref().map(|e| e.region.clone()))
+            .collect()
+    }
+}
+
+fn check_brand(b: &Brand) -> Result<(), String> {
+    if let Some(c) = &b.color {
+        let hex = c.strip_prefix('#').unwrap_or("");
+        if !(matches!(hex.len(), 3 | 6) && hex.bytes().all(|x| x.is_ascii_hexdigit())) {
+            return Err("brand.color: a hex colour such as \"#0f6cbd\"".into());
+        }
+    }
+    if let Some(u) = &b.logo_url
+        && !url::Url::parse(u).is_ok_and(|u| u.scheme() == "https")
+    {
+        return Err("brand.logo_url: an https URL".into());
+    }
+    if let Some(e) = &b.support_email
+        && plain_address(e) != Some(e.trim())
+    {
+        return Err("brand.support_email: an email address".into());
+    }
+    Ok(())
+}
+
+type CompiledChannel = (ChannelConfig, Option<String>, templates::TemplateSpec);
+
+fn compile_channel(
+    name: &str,
+    spec: ChannelSpec,
+    tenant_domains: &[String],
+) -> Result<CompiledChannel, String> {
+    let at = |f: &str| format!("channels.{name}.{f}");
+    if !valid_channel_name(name) {
+        return Err(format!(
+            "channels.{name}: channel names are lower-case letters, digits and '-'"
+        ));
+    }
+    let kind = spec
+        .kind
+        .or_else(|| ChannelKind::parse(name))
+        .ok_or_else(|| format!("{}: email, slack, teams or webhook", at("kind")))?;
+    let only = |set: bool, field: &str, kinds: &str| {
+        if set {
+            Err(format!("{}: only for {kinds} channels", at(field)))
+        } else {
+            Ok(())
+        }
+    };
+    let email = if kind == ChannelKind::Email {
+        only(
+            spec.url_secret.is_some(),
+            "url_secret",
+            "slack, teams and webhook",
+        )?;
+        let from = spec.from.ok_or_else(|| {
+            format!(
+                "{}: required (a sender on an SES-verified identity)",
+                at("from")
+            )
+        })?;
+        if plain_address(&from).is_none() || from.contains(['\r', '\n']) {
+            return Err(format!("{}: \"Name <address>\" or an address", at("from")));
+        }
+        for (field, list) in [("reply_to", &spec.reply_to), ("cc", &spec.cc)] {
+            if let Some(bad) = list.iter().find(|a| plain_address(a) != Some(a.trim())) {
+                return Err(format!("{}: {bad:?} is not an email address", at(field)));
+            }
+        }
+        let cc_domains: Vec<String> = spec
+            .cc_domains
+            .unwrap_or_else(|| tenant_domains.to_vec())
+            .iter()
+            .map(|d| d.trim().to_ascii_lowercase())
+            .filter(|d| !d.is_empty())
+            .collect();
+        let settings = EmailSettings {
+            from,
+            reply_to: spec.reply_to,
+            cc: spec.cc,
+            cc_owner: spec.cc_owner,
+            cc_domains,
+            configuration_set: spec.configuration_set,
+            region: spec.region,
+        };
+        if settings.cc_owner && settings.cc_domains.is_empty() {
+            return Err(format!(
+                "{}: cc_owner needs cc_domains or TENANT_VERIFIED_DOMAINS, so the link is only copied inside the organisation",
+                at("cc_domains")
+            ));
+        }
+        if let Some(bad) = settings
+            .cc
+            .iter()
+            .find(|a| !settings.cc_allowed(plain_address(a).unwrap_or(a)))
+        {
+            return Err(format!(
+                "{}: {bad:?} is outside cc_domains / TENANT_VERIFIED_DOMAINS",
+                at("cc")
+            ));
+        }
+        Some(settings)
+    } else {
+        only(spec.from.is_some(), "from", "email")?;
+        only(!spec.reply_to.is_empty(), "reply_to", "email")?;
+        only(!spec.cc.is_empty(), "cc", "email")?;
+        only(spec.cc_owner, "cc_owner", "email")?;
+        only(spec.cc_domains.is_some(), "cc_domains", "email")?;
+        only(
+            spec.configuration_set.is_some(),
+            "configuration_set",
+            "email",
+        )?;
+        only(spec.region.is_some(), "region", "email")?;
+        None
+    };
+    if kind != ChannelKind::Webhook {
+        only(spec.signing_secret.is_some(), "signing_secret", "webhook")?;
+    }
+    let config = ChannelConfig {
+        name: name.to_owned(),
+        kind,
+        url_secret: spec
+            .url_secret
+            .unwrap_or_else(|| kind.default_url_key().to_owned()),
+        signing_secret: spec
+            .signing_secret
+            .unwrap_or_else(|| "delivery_signing_secret".to_owned()),
+        email,
+        declared: true,
+    };
+    Ok((config, spec.default_language, spec.templates))
+}
+
+fn valid_channel_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Where a channel sends.
+enum Target {
+    Email(EmailSettings),
     Slack {
+        url: SecretString,
+    },
+    Teams {
         url: SecretString,
     },
     Webhook {
@@ -49,56 +364,109 @@ pub enum Channel {
     },
 }
 
+/// A usable channel: its configuration and, for HTTP channels, its URL from the secret.
+pub struct Channel {
+    pub name: String,
+    pub kind: ChannelKind,
+    target: Target,
+}
+
 impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Channel({})", self.kind().name())
+        write!(f, "Channel({}: {})", self.name, self.kind.name())
     }
 }
 
 impl Channel {
-    pub fn kind(&self) -> ChannelKind {
-        match self {
-            Channel::Slack { .. } => ChannelKind::Slack,
-            Channel::Webhook { .. } => ChannelKind::Webhook,
-        }
-    }
-
-    /// The channels whose URLs are present in the secret.
+    /// The usable channels: each declared one (its secret keys must exist), or each implicit
+    /// one whose URL is in the secret. Routes are checked against the result.
     ///
     /// # Errors
-    /// A message naming the key at fault; also when no channel at all is configured.
-    pub fn from_secret(values: &SecretValues, allow_private: bool) -> Result<Vec<Channel>, String> {
+    /// A message naming the key at fault; also when no channel at all is usable.
+    pub fn resolve(
+        config: &DeliveryConfig,
+        values: &SecretValues,
+        allow_private: bool,
+    ) -> Result<Vec<Channel>, String> {
         let mut out = Vec::new();
-        let url = |key: &str| -> Result<Option<SecretString>, String> {
-            values
-                .get(key)
-                .map(|u| {
-                    guard::check_url(u.expose_secret(), allow_private)
-                        .map(|_| u.clone())
-                        .map_err(|e| format!("secret key {key}: {e}"))
-                })
-                .transpose()
-        };
-        if let Some(url) = url("slack_webhook_url")? {
-            out.push(Channel::Slack { url });
-        }
-        if let Some(url) = url("delivery_webhook_url")? {
-            let key = values.get("delivery_signing_secret").ok_or(
-                "secret key delivery_signing_secret is required with delivery_webhook_url",
-            )?;
-            let raw = key.expose_secret();
-            let signer = raw
-                .starts_with("whsec_")
-                .then(|| standardwebhooks::Webhook::new(raw).ok())
-                .flatten()
-                .ok_or("secret key delivery_signing_secret: must be whsec_ followed by base64")?;
-            out.push(Channel::Webhook { url, signer });
+        for c in &config.channels {
+            let url = || -> Result<Option<SecretString>, String> {
+                let Some(u) = values.get(&c.url_secret) else {
+                    return if c.declared {
+                        Err(format!(
+                            "channel {}: secret key {} is required",
+                            c.name, c.url_secret
+                        ))
+                    } else {
+                        Ok(None)
+                    };
+                };
+                guard::check_url(u.expose_secret(), allow_private)
+                    .map(|_| Some(u.clone()))
+                    .map_err(|e| format!("secret key {}: {e}", c.url_secret))
+            };
+            let target = match c.kind {
+                ChannelKind::Email => c.email.clone().map(Target::Email),
+                ChannelKind::Slack => url()?.map(|url| Target::Slack { url }),
+                ChannelKind::Teams => url()?.map(|url| Target::Teams { url }),
+                ChannelKind::Webhook => match url()? {
+                    None => None,
+                    Some(url) => {
+                        let key = values.get(&c.signing_secret).ok_or_else(|| {
+                            format!(
+                                "secret key {} is required with {}",
+                                c.signing_secret, c.url_secret
+                            )
+                        })?;
+                        let raw = key.expose_secret();
+                        let signer = raw
+                            .starts_with("whsec_")
+                            .then(|| standardwebhooks::Webhook::new(raw).ok())
+                            .flatten()
+                            .ok_or_else(|| {
+                                format!(
+                                    "secret key {}: must be whsec_ followed by base64",
+                                    c.signing_secret
+                                )
+                            })?;
+                        Some(Target::Webhook { url, signer })
+                    }
+                },
+            };
+            if let Some(target) = target {
+                out.push(Channel {
+                    name: c.name.clone(),
+                    kind: c.kind,
+                    target,
+                });
+            }
         }
         if out.is_empty() {
-            return Err("no delivery channel is configured: set slack_webhook_url and/or delivery_webhook_url in the secret".into());
+            return Err("no delivery channel is configured: declare [channels.NAME] in RELAY_CONFIG, or set slack_webhook_url, teams_webhook_url or delivery_webhook_url in the secret".into());
         }
+        let names: Vec<String> = out.iter().map(|c| c.name.clone()).collect();
+        config.routes.check(&names)?;
         Ok(out)
     }
+
+    /// The email settings of an email channel.
+    pub fn email(&self) -> Option<&EmailSettings> {
+        match &self.target {
+            Target::Email(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Event details that messages and routes use beyond the invitee's address and name.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Extras {
+    pub event_type: Option<String>,
+    pub company: Option<String>,
+    pub language: Option<String>,
+    /// Checked: a valid address (CC permission is per channel).
+    pub owner_email: Option<String>,
+    pub fields: BTreeMap<String, String>,
 }
 
 /// What a channel delivers: the invitee and the created invitation.
@@ -107,18 +475,69 @@ pub struct Message<'a> {
     pub event_id: &'a str,
     pub email: &'a InviteeEmail,
     pub display_name: Option<&'a DisplayName>,
+    pub extras: &'a Extras,
     pub invitation: &'a Invitation,
 }
 
-/// Why a delivery failed. Carries no URL and no response body.
+impl Message<'_> {
+    /// The template context; with the link only when `with_link`.
+    fn context(&self, with_link: bool) -> minijinja::Value {
+        let display_name = self.display_name.map(DisplayName::as_str);
+        context(
+            self.source,
+            self.event_id,
+            self.email.as_str(),
+            display_name,
+            self.extras,
+            with_link.then(|| self.invitation.redeem_url.expose_secret()),
+            Some(self.invitation.id.as_str()),
+        )
+    }
+}
+
+/// The context routes (without a link) and templates see.
+pub fn context(
+    source: &str,
+    event_id: &str,
+    email: &str,
+    display_name: Option<&str>,
+    extras: &Extras,
+    redeem_url: Option<&str>,
+    invitation_id: Option<&str>,
+) -> minijinja::Value {
+    templates::Context {
+        source,
+        event_id,
+        event_type: extras.event_type.as_deref(),
+        invitee: templates::Invitee {
+            email,
+            name: display_name,
+            company: extras.company.as_deref(),
+            language: extras.language.as_deref(),
+        },
+        owner: extras
+            .owner_email
+            .as_deref()
+            .map(|email| templates::Owner { email }),
+        fields: &extras.fields,
+        language: extras.language.as_deref(),
+        redeem_url,
+        invitation_id,
+    }
+    .to_value()
+}
+
+/// Why a delivery failed. Carries no URL, no address and no response body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeliveryError {
-    #[error("the channel refused the message (HTTP {0})")]
-    Refused(u16),
+    #[error("the channel refused the message ({0})")]
+    Refused(String),
     #[error("the channel is unavailable ({0})")]
     Unavailable(String),
     #[error("the channel's target is not allowed")]
     Blocked,
+    #[error("the message could not be rendered: {0}")]
+    Template(String),
     #[error("not attempted: not enough time left in this invocation")]
     Deferred,
 }
@@ -129,34 +548,75 @@ impl crate::resilience::Transient for DeliveryError {
     }
 }
 
-/// Sends messages over HTTP with the guarded client.
+/// Sends messages: HTTP channels through the guarded client, email through SES.
 pub struct Deliverer {
     http: reqwest::Client,
     allow_private: bool,
+    ses: email::SesClients,
+}
+
+/// A rendered message, as its channel's service receives it (for previews and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rendered {
+    Email {
+        subject: String,
+        html: String,
+        text: String,
+    },
+    Json(serde_json::Value),
 }
 
 impl Deliverer {
-    pub fn new(timeout: Duration, allow_private: bool) -> Self {
+    pub fn new(
+        timeout: Duration,
+        allow_private: bool,
+        sdk: &aws_config::SdkConfig,
+        config: &DeliveryConfig,
+    ) -> Self {
         Self {
             http: guard::delivery_http_client(timeout, allow_private),
             allow_private,
+            ses: email::SesClients::new(sdk, timeout, config.email_regions()),
         }
     }
 
     /// Delivers `msg` over `channel`.
     ///
     /// # Errors
-    /// [`DeliveryError`]; 429, 5xx, timeouts and connection failures are transient.
-    #[tracing::instrument(name = "deliver", skip_all, fields(channel = channel.kind().name()))]
-    pub async fn send(&self, channel: &Channel, msg: &Message<'_>) -> Result<(), DeliveryError> {
-        let request = match channel {
-            Channel::Slack { url } => self.post(url)?.json(&slack::payload(msg)),
-            Channel::Webhook { url, signer } => {
-                let (headers, body) = webhook::signed(signer, msg)?;
+    /// [`DeliveryError`]; 429, 5xx, throttling, timeouts and connection failures are transient.
+    #[tracing::instrument(name = "deliver", skip_all, fields(channel = %channel.name, kind = channel.kind.name()))]
+    pub async fn send(
+        &self,
+        channel: &Channel,
+        templates: &Templates,
+        msg: &Message<'_>,
+    ) -> Result<(), DeliveryError> {
+        let rendered = render(channel.name.as_str(), channel.kind, templates, msg)?;
+        let request = match (&channel.target, rendered) {
+            (
+                Target::Email(settings),
+                Rendered::Email {
+                    subject,
+                    html,
+                    text,
+                },
+            ) => {
+                return self.ses.send(settings, msg, &subject, &html, &text).await;
+            }
+            (Target::Slack { url } | Target::Teams { url }, Rendered::Json(body)) => {
+                self.post(url)?.json(&body)
+            }
+            (Target::Webhook { url, signer }, Rendered::Json(body)) => {
+                let (headers, body) = webhook::signed(signer, &channel.name, msg, &body)?;
                 self.post(url)?
                     .headers(headers)
                     .header("content-type", "application/json")
                     .body(body)
+            }
+            _ => {
+                return Err(DeliveryError::Template(
+                    "channel and message disagree".into(),
+                ));
             }
         };
         let resp = request.send().await.map_err(|e| {
@@ -173,7 +633,7 @@ impl Deliverer {
         match status {
             200..=299 => Ok(()),
             408 | 429 | 500..=599 => Err(DeliveryError::Unavailable(format!("HTTP {status}"))),
-            _ => Err(DeliveryError::Refused(status)),
+            _ => Err(DeliveryError::Refused(format!("HTTP {status}"))),
         }
     }
 
@@ -182,4 +642,43 @@ impl Deliverer {
             .map_err(|_| DeliveryError::Blocked)?;
         Ok(self.http.post(url))
     }
+}
+
+/// Renders `msg` for a channel of `kind` named `channel`, exactly as it is sent.
+///
+/// # Errors
+/// [`DeliveryError::Template`] when a template fails on this message.
+pub fn render(
+    channel: &str,
+    kind: ChannelKind,
+    templates: &Templates,
+    msg: &Message<'_>,
+) -> Result<Rendered, DeliveryError> {
+    let ctx = msg.context(true);
+    let lang = templates.language_for(channel, kind, msg.extras.language.as_deref());
+    let part = |p: &str| {
+        templates
+            .render(channel, kind, &lang, p, &ctx)
+            .map_err(DeliveryError::Template)
+    };
+    Ok(match kind {
+        ChannelKind::Email => Rendered::Email {
+            subject: email::subject_line(&part("subject")?),
+            html: part("html")?,
+            text: part("text")?,
+        },
+        ChannelKind::Slack => Rendered::Json(slack::payload(
+            &part("summary")?,
+            &part("body")?,
+            &part("button")?,
+            msg,
+        )),
+        ChannelKind::Teams => Rendered::Json(teams::payload(
+            &part("title")?,
+            &part("body")?,
+            &part("button")?,
+            msg,
+        )),
+        ChannelKind::Webhook => Rendered::Json(webhook::payload(channel, msg)),
+    })
 }

@@ -1,42 +1,43 @@
-//! Slack incoming webhook with Block Kit: a short text, the invitee, and a button to the link.
+//! Slack incoming webhook with Block Kit: a section with the (mrkdwn-escaped) message, a
+//! button to the link, and the event's id for the record.
 
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use super::Message;
+use super::templates::escape_mrkdwn;
 
-/// Escapes text for Slack mrkdwn: `&`, `<` and `>` are the control characters of Slack's
-/// message formatting; escaping them defuses `<!channel>` mentions and `<url|label>` links.
-pub fn escape_mrkdwn(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+/// Slack's limits: section text 3,000 characters, button text 75, notification text 40,000.
+const SECTION_MAX: usize = 3000;
+const BUTTON_MAX: usize = 75;
+const TEXT_MAX: usize = 4000;
+
+pub(super) fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
 }
 
-pub fn payload(msg: &Message<'_>) -> Value {
-    let who = msg.display_name.map(|n| escape_mrkdwn(n.as_str()));
-    let email = escape_mrkdwn(msg.email.as_str());
-    let headline = match &who {
-        Some(name) => format!("*{name}* ({email}) is invited as a guest."),
-        None => format!("*{email}* is invited as a guest."),
-    };
-    let url = msg.invitation.redeem_url.expose_secret();
+pub fn payload(summary: &str, body: &str, button: &str, msg: &Message<'_>) -> Value {
+    let mut context = String::from("Event `");
+    escape_mrkdwn(msg.event_id, &mut context);
+    context.push_str("` from ");
+    escape_mrkdwn(msg.source, &mut context);
     json!({
-        "text": format!("Guest invitation ready for {}", who.as_deref().unwrap_or(&email)),
+        "text": truncate(summary, TEXT_MAX),
         "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": format!(
-                "{headline}\nShare the button below with them: it opens their invitation to sign in."
-            )}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": truncate(body, SECTION_MAX)}},
             {"type": "actions", "elements": [{
                 "type": "button",
                 "action_id": "open_invitation",
                 "style": "primary",
-                "text": {"type": "plain_text", "text": "Accept the invitation"},
-                "url": url
+                "text": {"type": "plain_text", "text": truncate(button, BUTTON_MAX)},
+                "url": msg.invitation.redeem_url.expose_secret()
             }]},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
-                "Event `{}` from {}", escape_mrkdwn(msg.event_id), escape_mrkdwn(msg.source)
-            )}]}
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]}
         ]
     })
 }
@@ -46,10 +47,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escapes_mentions_and_links() {
+    fn truncation_respects_limits_and_characters() {
+        assert_eq!(truncate("abc", 3), "abc");
+        assert_eq!(truncate("äbcd", 3), "äb…");
         assert_eq!(
-            escape_mrkdwn("<!channel> & <https://x|y>"),
-            "&lt;!channel&gt; &amp; &lt;https://x|y&gt;"
+            truncate(&"x".repeat(100), BUTTON_MAX).chars().count(),
+            BUTTON_MAX
         );
     }
 }

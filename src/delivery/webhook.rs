@@ -3,15 +3,15 @@
 
 use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::ExposeSecret;
-use serde_json::json;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{DeliveryError, Message};
 
 /// `msg_` + 32 hex digits of SHA-256(source, event id, channel).
-pub fn message_id(source: &str, event_id: &str) -> String {
+pub fn message_id(source: &str, event_id: &str, channel: &str) -> String {
     let mut h = Sha256::new();
-    for part in [source, event_id, "webhook"] {
+    for part in [source, event_id, channel] {
         h.update(part.as_bytes());
         h.update([0]);
     }
@@ -20,24 +20,37 @@ pub fn message_id(source: &str, event_id: &str) -> String {
     format!("msg_{hex}")
 }
 
-pub fn signed(
-    signer: &standardwebhooks::Webhook,
-    msg: &Message<'_>,
-) -> Result<(HeaderMap, String), DeliveryError> {
-    let body = json!({
+/// The event as the receiving system gets it: structured data, no presentation.
+pub fn payload(channel: &str, msg: &Message<'_>) -> Value {
+    let e = msg.extras;
+    json!({
         "type": "invitation.created",
+        "channel": channel,
         "data": {
             "source": msg.source,
             "eventId": msg.event_id,
+            "eventType": e.event_type,
             "email": msg.email.as_str(),
             "displayName": msg.display_name.map(|n| n.as_str()),
+            "company": e.company,
+            "language": e.language,
+            "ownerEmail": e.owner_email,
+            "fields": e.fields,
             "invitationId": msg.invitation.id,
             "invitedUserId": msg.invitation.invited_user_id,
             "inviteRedeemUrl": msg.invitation.redeem_url.expose_secret(),
         }
     })
-    .to_string();
-    let id = message_id(msg.source, msg.event_id);
+}
+
+pub fn signed(
+    signer: &standardwebhooks::Webhook,
+    channel: &str,
+    msg: &Message<'_>,
+    body: &Value,
+) -> Result<(HeaderMap, String), DeliveryError> {
+    let body = body.to_string();
+    let id = message_id(msg.source, msg.event_id, channel);
     let ts = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|_| DeliveryError::Unavailable("clock before 1970".into()))?
@@ -61,18 +74,23 @@ mod tests {
 
     #[test]
     fn message_id_is_stable_and_distinct() {
+        let id = |s, e, c| message_id(s, e, c);
         assert_eq!(
-            message_id("generic", "evt_1"),
-            message_id("generic", "evt_1")
+            id("generic", "evt_1", "webhook"),
+            id("generic", "evt_1", "webhook")
         );
         assert_ne!(
-            message_id("generic", "evt_1"),
-            message_id("generic", "evt_2")
+            id("generic", "evt_1", "webhook"),
+            id("generic", "evt_2", "webhook")
         );
         assert_ne!(
-            message_id("generic", "evt_1"),
-            message_id("hubspot", "evt_1")
+            id("generic", "evt_1", "webhook"),
+            id("hubspot", "evt_1", "webhook")
         );
-        assert_eq!(message_id("a", "b").len(), 36);
+        assert_ne!(
+            id("generic", "evt_1", "webhook"),
+            id("generic", "evt_1", "crm-hook")
+        );
+        assert_eq!(id("a", "b", "c").len(), 36);
     }
 }

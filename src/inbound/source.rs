@@ -53,6 +53,15 @@ pub struct MapSpec {
     pub redirect_url: Option<toml::Spanned<String>>,
     pub channels: Option<toml::Spanned<String>>,
     pub occurred_at: Option<toml::Spanned<String>>,
+    /// The invitee's organisation, for messages.
+    pub company: Option<toml::Spanned<String>>,
+    /// The invitee's preferred language (`de`, `fr-CA`): chooses message templates.
+    pub language: Option<toml::Spanned<String>>,
+    /// The account owner's email: CC on email deliveries, available to templates.
+    pub owner_email: Option<toml::Spanned<String>>,
+    /// Further values for routing rules and templates (`fields.region`, `fields.pipeline`).
+    #[serde(default)]
+    pub fields: BTreeMap<String, toml::Spanned<String>>,
 }
 
 impl SourceSpec {
@@ -91,6 +100,14 @@ impl MapSpec {
             redirect_url: self.redirect_url.or_else(|| b.redirect_url.clone()),
             channels: self.channels.or_else(|| b.channels.clone()),
             occurred_at: self.occurred_at.or_else(|| b.occurred_at.clone()),
+            company: self.company.or_else(|| b.company.clone()),
+            language: self.language.or_else(|| b.language.clone()),
+            owner_email: self.owner_email.or_else(|| b.owner_email.clone()),
+            fields: {
+                let mut f = b.fields.clone();
+                f.extend(self.fields);
+                f
+            },
         }
     }
 }
@@ -138,6 +155,10 @@ struct Mapping {
     redirect_url: Option<Expr>,
     channels: Option<Expr>,
     occurred_at: Option<Expr>,
+    company: Option<Expr>,
+    language: Option<Expr>,
+    owner_email: Option<Expr>,
+    fields: Vec<(String, Expr)>,
 }
 
 /// What a verified, parsed body means.
@@ -148,7 +169,7 @@ pub enum Interpretation {
         event_id: String,
         event_type: Option<String>,
     },
-    Invite(CrmEvent),
+    Invite(Box<CrmEvent>),
 }
 
 /// A CRM event reduced to what an invitation needs. Values are still raw strings; the domain
@@ -164,6 +185,14 @@ pub struct CrmEvent {
     pub redirect_url: Option<String>,
     pub channels: Option<Vec<String>>,
     pub occurred_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_email: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, String>,
 }
 
 /// Why a body could not be interpreted. Messages name fields, never values.
@@ -184,6 +213,10 @@ pub const MAX_BATCH: usize = 100;
 
 /// Longest event id accepted; ids are logged and used as keys.
 const MAX_EVENT_ID: usize = 200;
+
+/// Most `map.fields` a source may define, and the longest value kept.
+pub const MAX_FIELDS: usize = 32;
+const MAX_FIELD_CHARS: usize = 256;
 
 impl Source {
     /// Validates a merged spec and compiles its expressions. `locate` turns a byte span of the
@@ -278,6 +311,29 @@ impl Source {
             redirect_url: opt("map.redirect_url", &m.redirect_url)?,
             channels: opt("map.channels", &m.channels)?,
             occurred_at: opt("map.occurred_at", &m.occurred_at)?,
+            company: opt("map.company", &m.company)?,
+            language: opt("map.language", &m.language)?,
+            owner_email: opt("map.owner_email", &m.owner_email)?,
+            fields: {
+                if m.fields.len() > MAX_FIELDS {
+                    return Err(format!(
+                        "{}: at most {MAX_FIELDS} fields",
+                        field("map.fields")
+                    ));
+                }
+                m.fields
+                    .iter()
+                    .map(|(k, s)| {
+                        if !valid_field_name(k) {
+                            return Err(format!(
+                                "{}: field names are letters, digits and '_', starting with a letter",
+                                field(&format!("map.fields.{k}"))
+                            ));
+                        }
+                        compile(&format!("map.fields.{k}"), s).map(|e| (k.clone(), e))
+                    })
+                    .collect::<Result<_, _>>()?
+            },
         };
         Ok(Self {
             name: name.to_owned(),
@@ -371,7 +427,7 @@ impl Source {
                 });
             }
         }
-        Ok(Interpretation::Invite(CrmEvent {
+        Ok(Interpretation::Invite(Box::new(CrmEvent {
             event_id,
             event_type,
             email: required_string(&m.email, &ctx)?,
@@ -380,7 +436,19 @@ impl Source {
             redirect_url: optional_string(m.redirect_url.as_ref(), &ctx)?,
             channels: optional_list(m.channels.as_ref(), &ctx)?,
             occurred_at: optional_string(m.occurred_at.as_ref(), &ctx)?,
-        }))
+            company: optional_string(m.company.as_ref(), &ctx)?,
+            language: optional_string(m.language.as_ref(), &ctx)?,
+            owner_email: optional_string(m.owner_email.as_ref(), &ctx)?,
+            fields: m
+                .fields
+                .iter()
+                .filter_map(|(k, e)| {
+                    scalar(e, &ctx)
+                        .transpose()
+                        .map(|v| v.map(|v| (k.clone(), v)))
+                })
+                .collect::<Result<_, _>>()?,
+        })))
     }
 }
 
@@ -421,6 +489,38 @@ fn optional_string(expr: Option<&Expr>, ctx: &Value) -> Result<Option<String>, M
         expr.field_name().to_owned(),
         "a string",
     ))
+}
+
+/// A routing/template field: a string, number or boolean, as text on one line, bounded.
+fn scalar(expr: &Expr, ctx: &Value) -> Result<Option<String>, MapError> {
+    let v = eval(expr, ctx)?;
+    if v.is_undefined() || v.is_none() {
+        return Ok(None);
+    }
+    let text = match v.kind() {
+        minijinja::value::ValueKind::String
+        | minijinja::value::ValueKind::Number
+        | minijinja::value::ValueKind::Bool => v.to_string(),
+        _ => {
+            return Err(MapError::WrongType(
+                expr.field_name().to_owned(),
+                "a string, number or boolean",
+            ));
+        }
+    };
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_FIELD_CHARS)
+        .collect();
+    let clean = clean.trim();
+    Ok((!clean.is_empty()).then(|| clean.to_owned()))
+}
+
+fn valid_field_name(n: &str) -> bool {
+    n.len() <= 64
+        && n.starts_with(|c: char| c.is_ascii_alphabetic())
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// A list of strings, or one comma-separated string.

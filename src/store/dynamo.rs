@@ -18,7 +18,6 @@ use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::{Claim, EventKey, Progress, StoreError};
-use crate::delivery::ChannelKind;
 
 pub struct DynamoStore {
     client: Client,
@@ -57,10 +56,9 @@ fn progress_of(item: &HashMap<String, AttributeValue>) -> Progress {
         .get("delivered")
         .and_then(|v| v.as_ss().ok())
         .map(|set| {
-            let mut kinds: Vec<ChannelKind> =
-                set.iter().filter_map(|c| ChannelKind::parse(c)).collect();
-            kinds.sort();
-            kinds
+            let mut names: Vec<String> = set.clone();
+            names.sort();
+            names
         })
         .unwrap_or_default();
     Progress {
@@ -177,17 +175,13 @@ impl DynamoStore {
             .map_err(|e| store_err("UpdateItem", &e))
     }
 
-    pub async fn record_delivered(
-        &self,
-        key: &EventKey,
-        channel: ChannelKind,
-    ) -> Result<(), StoreError> {
+    pub async fn record_delivered(&self, key: &EventKey, channel: &str) -> Result<(), StoreError> {
         self.client
             .update_item()
             .table_name(&self.table)
             .key("id", s(item_id(key)))
             .update_expression("ADD delivered :c")
-            .expression_attribute_values(":c", AttributeValue::Ss(vec![channel.name().to_owned()]))
+            .expression_attribute_values(":c", AttributeValue::Ss(vec![channel.to_owned()]))
             .send()
             .await
             .map(|_| ())

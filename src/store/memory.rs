@@ -5,7 +5,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{Claim, EventKey, Progress};
-use crate::delivery::ChannelKind;
 
 #[derive(Debug)]
 struct Record {
@@ -96,12 +95,12 @@ impl MemoryStore {
         });
     }
 
-    pub fn record_delivered(&self, key: &EventKey, channel: ChannelKind) {
+    pub fn record_delivered(&self, key: &EventKey, channel: &str) {
         self.with(|records| {
             if let Some(r) = records.get_mut(key)
-                && !r.progress.delivered.contains(&channel)
+                && !r.progress.delivered.iter().any(|c| c == channel)
             {
-                r.progress.delivered.push(channel);
+                r.progress.delivered.push(channel.to_owned());
             }
         });
     }
@@ -196,12 +195,12 @@ mod tests {
         );
         assert_eq!(s.claim(&k, Duration::from_secs(30)), Claim::InProgress);
         s.record_invited(&k, "inv", "user");
-        s.record_delivered(&k, ChannelKind::Slack);
+        s.record_delivered(&k, "slack");
         s.release(&k);
         let Claim::Acquired(p) = s.claim(&k, Duration::from_secs(30)) else {
             panic!("resume")
         };
-        assert_eq!(p.delivered, vec![ChannelKind::Slack]);
+        assert_eq!(p.delivered, vec!["slack".to_owned()]);
         assert_eq!(p.invitation_id.as_deref(), Some("inv"));
         s.complete(&k);
         assert!(matches!(

@@ -12,8 +12,6 @@ use std::time::Duration;
 pub use dynamo::DynamoStore;
 pub use memory::MemoryStore;
 
-use crate::delivery::ChannelKind;
-
 /// `source` + `event_id`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EventKey {
@@ -26,7 +24,7 @@ pub struct EventKey {
 pub struct Progress {
     pub invitation_id: Option<String>,
     pub invited_user_id: Option<String>,
-    pub delivered: Vec<ChannelKind>,
+    pub delivered: Vec<String>,
 }
 
 /// The answer to "may I process this event now?".
@@ -75,11 +73,7 @@ impl Store {
         }
     }
 
-    pub async fn record_delivered(
-        &self,
-        key: &EventKey,
-        channel: ChannelKind,
-    ) -> Result<(), StoreError> {
+    pub async fn record_delivered(&self, key: &EventKey, channel: &str) -> Result<(), StoreError> {
         match self {
             Store::Memory(m) => {
                 m.record_delivered(key, channel);

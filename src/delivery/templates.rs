@@ -1,0 +1,671 @@
+//! Message templates: one language (minijinja, as in the mappings) for every channel, with
+//! built-in defaults per language, overrides in configuration, and escaping chosen by the
+//! channel and part, never by the template author: HTML for the email body, Slack mrkdwn for
+//! Slack text, Adaptive Card markdown for Teams text, none for plain parts.
+//!
+//! Every template is compiled and rendered with a sample message at start-up, so a syntax error,
+//! an unknown language or an email without the link fails the deployment, not an event.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
+
+use super::ChannelKind;
+
+/// Built-in templates: (kind, language, part, source).
+const BUILTIN: &[(ChannelKind, &str, &str, &str)] = &[
+    (
+        ChannelKind::Email,
+        "en",
+        "subject",
+        include_str!("../../templates/email/en/subject.j2"),
+    ),
+    (
+        ChannelKind::Email,
+        "en",
+        "html",
+        include_str!("../../templates/email/en/html.j2"),
+    ),
+    (
+        ChannelKind::Email,
+        "en",
+        "text",
+        include_str!("../../templates/email/en/text.j2"),
+    ),
+    (
+        ChannelKind::Email,
+        "de",
+        "subject",
+        include_str!("../../templates/email/de/subject.j2"),
+    ),
+    (
+        ChannelKind::Email,
+        "de",
+        "html",
+        include_str!("../../templates/email/de/html.j2"),
+    ),
+    (
+        ChannelKind::Email,
+        "de",
+        "text",
+        include_str!("../../templates/email/de/text.j2"),
+    ),
+    (
+        ChannelKind::Email,
+        "fr",
+        "subject",
+        include_str!("../../templates/email/fr/subject.j2"),
+    ),
+    (
+        ChannelKind::Email,
+        "fr",
+        "html",
+        include_str!("../../templates/email/fr/html.j2"),
+    ),
+    (
+        ChannelKind::Email,
+        "fr",
+        "text",
+        include_str!("../../templates/email/fr/text.j2"),
+    ),
+    (
+        ChannelKind::Email,
+        "es",
+        "subject",
+        include_str!("../../templates/email/es/subject.j2"),
+    ),
+    (
+        ChannelKind::Email,
+        "es",
+        "html",
+        include_str!("../../templates/email/es/html.j2"),
+    ),
+    (
+        ChannelKind::Email,
+        "es",
+        "text",
+        include_str!("../../templates/email/es/text.j2"),
+    ),
+    (
+        ChannelKind::Slack,
+        "en",
+        "summary",
+        "Guest invitation ready for {{ invitee.name or invitee.email }}",
+    ),
+    (
+        ChannelKind::Slack,
+        "en",
+        "body",
+        include_str!("../../templates/slack/en/body.j2"),
+    ),
+    (ChannelKind::Slack, "en", "button", "Accept the invitation"),
+    (
+        ChannelKind::Slack,
+        "de",
+        "summary",
+        "Gasteinladung bereit für {{ invitee.name or invitee.email }}",
+    ),
+    (
+        ChannelKind::Slack,
+        "de",
+        "body",
+        include_str!("../../templates/slack/de/body.j2"),
+    ),
+    (ChannelKind::Slack, "de", "button", "Einladung annehmen"),
+    (
+        ChannelKind::Teams,
+        "en",
+        "title",
+        "Guest invitation ready for {{ invitee.name or invitee.email }}",
+    ),
+    (
+        ChannelKind::Teams,
+        "en",
+        "body",
+        include_str!("../../templates/teams/en/body.j2"),
+    ),
+    (ChannelKind::Teams, "en", "button", "Accept the invitation"),
+    (
+        ChannelKind::Teams,
+        "de",
+        "title",
+        "Gasteinladung bereit für {{ invitee.name or invitee.email }}",
+    ),
+    (
+        ChannelKind::Teams,
+        "de",
+        "body",
+        include_str!("../../templates/teams/de/body.j2"),
+    ),
+    (ChannelKind::Teams, "de", "button", "Einladung annehmen"),
+];
+
+/// The language used when nothing else matches.
+pub const FALLBACK_LANGUAGE: &str = "en";
+
+/// The redeem URL of the sample message rendered at start-up and by `invite-relay render`.
+pub const SAMPLE_REDEEM_URL: &str = "https://login.microsoftonline.com/redeem?rd=https%3a%2f%2finvitations.microsoft.com%2fredeem%2f%3ftenant%3d00000000-0000-0000-0000-000000000000%26ticket%3dSAMPLE";
+
+impl ChannelKind {
+    /// The template parts this kind of channel renders.
+    pub fn parts(self) -> &'static [&'static str] {
+        match self {
+            ChannelKind::Email => &["subject", "html", "text"],
+            ChannelKind::Slack => &["summary", "body", "button"],
+            ChannelKind::Teams => &["title", "body", "button"],
+            ChannelKind::Webhook => &[],
+        }
+    }
+}
+
+/// How a part's values are escaped.
+fn escaping(kind: ChannelKind, part: &str) -> AutoEscape {
+    match (kind, part) {
+        (ChannelKind::Email, "html") => AutoEscape::Html,
+        (ChannelKind::Slack, "summary" | "body") => AutoEscape::Custom("mrkdwn".into()),
+        (ChannelKind::Teams, "title" | "body") => AutoEscape::Custom("adaptive-card".into()),
+        _ => AutoEscape::None,
+    }
+}
+
+/// Template names are `kind:owner/lang/part`; the owner is `builtin` or a channel's name.
+fn template_name(kind: ChannelKind, owner: &str, lang: &str, part: &str) -> String {
+    format!("{}:{owner}/{lang}/{part}", kind.name())
+}
+
+fn escaping_for_name(name: &str) -> AutoEscape {
+    let Some((kind, rest)) = name.split_once(':') else {
+        return AutoEscape::None;
+    };
+    let part = rest.rsplit('/').next().unwrap_or_default();
+    ChannelKind::parse(kind).map_or(AutoEscape::None, |k| escaping(k, part))
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn escape_html(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Escapes text for Slack mrkdwn: `&`, `<` and `>` are the control characters of Slack's
+/// message formatting; escaping them defuses `<!channel>` mentions and `<url|label>` links.
+pub fn escape_mrkdwn(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Escapes text for Adaptive Card `TextBlock`s, whose text is a CommonMark subset: every ASCII
+/// punctuation character is backslash-escaped (CommonMark's rule), so a value can't become a
+/// link, emphasis or list, and `{{DATE(...)}}` functions can't be injected.
+pub fn escape_adaptive_card(s: &str, out: &mut String) {
+    for c in s.chars() {
+        if c.is_ascii_punctuation() {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
+fn formatter(
+    out: &mut minijinja::Output,
+    state: &mut minijinja::State,
+    value: &Value,
+) -> Result<(), minijinja::Error> {
+    let escape: fn(&str, &mut String) = match state.auto_escape() {
+        AutoEscape::Html => escape_html,
+        AutoEscape::Custom(c) if c == "mrkdwn" => escape_mrkdwn,
+        AutoEscape::Custom(c) if c == "adaptive-card" => escape_adaptive_card,
+        _ => return minijinja::escape_formatter(out, state, value),
+    };
+    if value.is_undefined() || value.is_none() {
+        return Ok(());
+    }
+    if value.is_safe() {
+        return out
+            .write_str(&value.to_string())
+            .map_err(minijinja::Error::from);
+    }
+    let mut buf = String::new();
+    escape(&value.to_string(), &mut buf);
+    out.write_str(&buf).map_err(minijinja::Error::from)
+}
+
+/// Brand values available to every template as `brand.*`.
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Brand {
+    /// The organisation's name, e.g. "Contoso".
+    pub name: Option<String>,
+    /// An accent colour for buttons (`#0F6CBD`).
+    pub color: Option<String>,
+    /// An https URL of a logo for the email header.
+    pub logo_url: Option<String>,
+    /// Where partners can ask for help.
+    pub support_email: Option<String>,
+}
+
+/// What one channel renders with.
+#[derive(Debug, Clone)]
+struct ChannelTemplates {
+    /// Languages this channel speaks: its configured ones, or the built-in ones.
+    languages: BTreeSet<String>,
+    default_language: String,
+    custom: bool,
+}
+
+/// Templates for a channel, as written in configuration: language → part → template.
+pub type TemplateSpec = BTreeMap<String, BTreeMap<String, String>>;
+
+/// All templates, compiled.
+pub struct Templates {
+    env: Environment<'static>,
+    brand: Value,
+    channels: BTreeMap<String, ChannelTemplates>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Templates")
+            .field("channels", &self.channels)
+            .finish_non_exhaustive()
+    }
+}
+
+fn builtin_languages(kind: ChannelKind) -> BTreeSet<String> {
+    BUILTIN
+        .iter()
+        .filter(|(k, ..)| *k == kind)
+        .map(|(_, l, ..)| (*l).to_owned())
+        .collect()
+}
+
+fn valid_language(l: &str) -> bool {
+    !l.is_empty()
+        && l.len() <= 35
+        && l.split('-')
+            .all(|p| !p.is_empty() && p.len() <= 8 && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+impl Templates {
+    /// Compiles the built-ins and each channel's overrides, and renders every template of every
+    /// channel once with a sample message.
+    ///
+    /// # Errors
+    /// One line naming the channel, language and part at fault.
+    pub fn build(
+        channels: &[(String, ChannelKind, Option<String>, TemplateSpec)],
+        brand: &Brand,
+    ) -> Result<Self, String> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Chainable);
+        env.set_recursion_limit(64);
+        env.set_auto_escape_callback(escaping_for_name);
+        env.set_formatter(formatter);
+        for (kind, lang, part, src) in BUILTIN {
+            env.add_template_owned(template_name(*kind, "builtin", lang, part), *src)
+                .map_err(|e| format!("built-in template {}/{lang}/{part}: {e}", kind.name()))?;
+        }
+        let mut out = Self {
+            env,
+            brand: Value::from(minijinja::value::Serde(brand)),
+            channels: BTreeMap::new(),
+        };
+        for (name, kind, default_language, spec) in channels {
+            out.add_channel(name, *kind, default_language.as_deref(), spec)?;
+        }
+        Ok(out)
+    }
+
+    fn add_channel(
+        &mut self,
+        name: &str,
+        kind: ChannelKind,
+        default_language: Option<&str>,
+        spec: &TemplateSpec,
+    ) -> Result<(), String> {
+        let at = |rest: &str| format!("channels.{name}.{rest}");
+        if kind == ChannelKind::Webhook && !spec.is_empty() {
+            return Err(format!(
+                "{}: webhook channels send structured JSON and have no templates",
+                at("templates")
+            ));
+        }
+        let builtin = builtin_languages(kind);
+        for (lang, parts) in spec {
+            if !valid_language(lang) || lang != &lang.to_ascii_lowercase() {
+                return Err(format!(
+                    "{}: language tags are lower-case BCP 47, e.g. \"de\" or \"fr-ca\"",
+                    at(&format!("templates.{lang}"))
+                ));
+            }
+            for (part, src) in parts {
+                if !kind.parts().contains(&part.as_str()) {
+                    return Err(format!(
+                        "{}: unknown part (a {} channel has {})",
+                        at(&format!("templates.{lang}.{part}")),
+                        kind.name(),
+                        kind.parts().join(", ")
+                    ));
+                }
+                self.env
+                    .add_template_owned(template_name(kind, name, lang, part), src.clone())
+                    .map_err(|e| format!("{}: {e}", at(&format!("templates.{lang}.{part}"))))?;
+            }
+            for part in kind.parts() {
+                if !parts.contains_key(*part) && !builtin.contains(lang) {
+                    return Err(format!(
+                        "{}: missing, and there is no built-in {lang} template to fall back on",
+                        at(&format!("templates.{lang}.{part}"))
+                    ));
+                }
+            }
+        }
+        let custom = !spec.is_empty();
+        let languages: BTreeSet<String> = if custom {
+            spec.keys().cloned().collect()
+        } else {
+            builtin
+        };
+        let default_language = match default_language {
+            Some(l) if languages.contains(l) => l.to_owned(),
+            Some(l) => {
+                return Err(format!(
+                    "{}: {l:?} has no templates (this channel has {})",
+                    at("default_language"),
+                    languages.iter().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+            None if languages.contains(FALLBACK_LANGUAGE) => FALLBACK_LANGUAGE.to_owned(),
+            None => {
+                return Err(format!(
+                    "{}: required when the templates have no \"{FALLBACK_LANGUAGE}\"",
+                    at("default_language")
+                ));
+            }
+        };
+        self.channels.insert(
+            name.to_owned(),
+            ChannelTemplates {
+                languages: languages.clone(),
+                default_language,
+                custom,
+            },
+        );
+        // Render every language once, so errors surface at start-up.
+        let sample = sample_context();
+        for lang in &languages {
+            for part in kind.parts() {
+                let text = self
+                    .render(name, kind, lang, part, &sample)
+                    .map_err(|e| format!("{}: {e}", at(&format!("templates.{lang}.{part}"))))?;
+                if kind == ChannelKind::Email
+                    && matches!(*part, "html" | "text")
+                    && !text.contains(&redeem_url_as_rendered(part))
+                {
+                    return Err(format!(
+                        "{}: must include the invitation link ({{{{ redeem_url }}}})",
+                        at(&format!("templates.{lang}.{part}"))
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The language a message to this invitee is written in: the requested tag
+    /// (`fr-CA`, then `fr`), else the channel's default.
+    pub fn language_for(
+        &self,
+        channel: &str,
+        kind: ChannelKind,
+        requested: Option<&str>,
+    ) -> String {
+        let (languages, default) = match self.channels.get(channel) {
+            Some(c) => (c.languages.clone(), c.default_language.clone()),
+            None => (builtin_languages(kind), FALLBACK_LANGUAGE.to_owned()),
+        };
+        if let Some(req) = requested.map(|r| r.trim().replace('_', "-").to_ascii_lowercase()) {
+            let mut tag = req.as_str();
+            loop {
+                if languages.contains(tag) {
+                    return tag.to_owned();
+                }
+                match tag.rsplit_once('-') {
+                    Some((head, _)) => tag = head,
+                    None => break,
+                }
+            }
+        }
+        default
+    }
+
+    /// Renders one part for a channel in `lang`.
+    ///
+    /// # Errors
+    /// minijinja's message (template name and line; never the values).
+    pub fn render(
+        &self,
+        channel: &str,
+        kind: ChannelKind,
+        lang: &str,
+        part: &str,
+        ctx: &Value,
+    ) -> Result<String, String> {
+        let custom = self.channels.get(channel).is_some_and(|c| c.custom);
+        let own = template_name(kind, channel, lang, part);
+        let name = if custom && self.env.get_template(&own).is_ok() {
+            own
+        } else {
+            template_name(kind, "builtin", lang, part)
+        };
+        let template = self.env.get_template(&name).map_err(|e| e.to_string())?;
+        let ctx = minijinja::context! { brand => self.brand.clone(), ..ctx.clone() };
+        template
+            .render(ctx)
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| format!("{:?} at line {}", e.kind(), e.line().unwrap_or(0)))
+    }
+}
+
+/// How the sample redeem URL appears in a rendered part (HTML escapes `&`).
+fn redeem_url_as_rendered(part: &str) -> String {
+    if part == "html" {
+        let mut s = String::new();
+        escape_html(SAMPLE_REDEEM_URL, &mut s);
+        s
+    } else {
+        SAMPLE_REDEEM_URL.to_owned()
+    }
+}
+
+/// What templates and routing rules see. `redeem_url` is absent while routing (before the
+/// invitation exists).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Context<'a> {
+    pub source: &'a str,
+    pub event_id: &'a str,
+    pub event_type: Option<&'a str>,
+    pub invitee: Invitee<'a>,
+    pub owner: Option<Owner<'a>>,
+    pub fields: &'a BTreeMap<String, String>,
+    pub language: Option<&'a str>,
+    pub redeem_url: Option<&'a str>,
+    pub invitation_id: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Invitee<'a> {
+    pub email: &'a str,
+    pub name: Option<&'a str>,
+    pub company: Option<&'a str>,
+    pub language: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Owner<'a> {
+    pub email: &'a str,
+}
+
+impl Context<'_> {
+    pub fn to_value(&self) -> Value {
+        Value::from(minijinja::value::Serde(self))
+    }
+}
+
+/// The sample message: a hostile display name and company, so previews show escaping at work.
+pub fn sample_context() -> Value {
+    static FIELDS: std::sync::OnceLock<BTreeMap<String, String>> = std::sync::OnceLock::new();
+    let fields = FIELDS.get_or_init(|| {
+        BTreeMap::from([
+            ("region".to_owned(), "emea".to_owned()),
+            ("pipeline".to_owned(), "partners".to_owned()),
+        ])
+    });
+    Context {
+        source: "generic",
+        event_id: "evt_sample_0001",
+        event_type: Some("partner.signed"),
+        invitee: Invitee {
+            email: "ada@fabrikam.example",
+            name: Some("Ada <b>Lovelace</b> & *Partners* [x](https://evil.example) <!channel>"),
+            company: Some("Fabrikam \"Analytical\" Engines Ltd."),
+            language: Some("en"),
+        },
+        owner: Some(Owner {
+            email: "grace@contoso.example",
+        }),
+        fields,
+        language: Some("en"),
+        redeem_url: Some(SAMPLE_REDEEM_URL),
+        invitation_id: Some("7f5c3b1e-2a4d-4c6e-8f90-1a2b3c4d5e6f"),
+    }
+    .to_value()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(spec: &str, kind: ChannelKind) -> Result<Templates, String> {
+        let spec: TemplateSpec = toml::from_str(spec).unwrap();
+        Templates::build(&[("ch".into(), kind, None, spec)], &Brand::default())
+    }
+
+    #[test]
+    fn escapes_per_channel_and_part() {
+        let t = build("", ChannelKind::Email).unwrap();
+        let ctx = sample_context();
+        let html = t
+            .render("ch", ChannelKind::Email, "en", "html", &ctx)
+            .unwrap();
+        assert!(
+            html.contains("Ada &lt;b&gt;Lovelace&lt;/b&gt; &amp; *Partners*"),
+            "{html}"
+        );
+        assert!(!html.contains("<b>Lovelace"));
+        let text = t
+            .render("ch", ChannelKind::Email, "en", "text", &ctx)
+            .unwrap();
+        assert!(text.contains("Ada <b>Lovelace</b> & *Partners*"));
+        assert!(text.contains(SAMPLE_REDEEM_URL));
+
+        let slack = Templates::build(&[], &Brand::default()).unwrap();
+        let body = slack
+            .render("slack", ChannelKind::Slack, "en", "body", &ctx)
+            .unwrap();
+        assert!(
+            body.contains("&lt;!channel&gt;") && !body.contains("<!channel>"),
+            "{body}"
+        );
+
+        let teams = slack
+            .render("teams", ChannelKind::Teams, "en", "body", &ctx)
+            .unwrap();
+        assert!(
+            teams.contains(r"\[x\]\(https\:\/\/evil\.example\)"),
+            "{teams}"
+        );
+        assert!(!teams.contains("[x](https"));
+    }
+
+    #[test]
+    fn escapes_are_exact() {
+        let mut s = String::new();
+        escape_html(r#"<a href="x">'&'</a>"#, &mut s);
+        assert_eq!(s, "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        let mut s = String::new();
+        escape_mrkdwn("<!channel> & <https://x|y>", &mut s);
+        assert_eq!(s, "&lt;!channel&gt; &amp; &lt;https://x|y&gt;");
+        let mut s = String::new();
+        escape_adaptive_card("{{DATE(x)}} **b** é", &mut s);
+        assert_eq!(s, r"\{\{DATE\(x\)\}\} \*\*b\*\* é");
+    }
+
+    #[test]
+    fn language_choice_falls_back_by_subtag_then_default() {
+        let t = build(
+            "[nl]\nsubject = 'Uitnodiging'\nhtml = '<a href=\"{{ redeem_url }}\">x</a>'\ntext = '{{ redeem_url }}'\n[en]\n",
+            ChannelKind::Email,
+        )
+        .unwrap();
+        assert_eq!(
+            t.language_for("ch", ChannelKind::Email, Some("nl-BE")),
+            "nl"
+        );
+        assert_eq!(t.language_for("ch", ChannelKind::Email, Some("de")), "en");
+        assert_eq!(t.language_for("ch", ChannelKind::Email, None), "en");
+        let builtin = Templates::build(&[], &Brand::default()).unwrap();
+        assert_eq!(
+            builtin.language_for("email", ChannelKind::Email, Some("de_AT")),
+            "de"
+        );
+        assert_eq!(
+            builtin.language_for("email", ChannelKind::Email, Some("ja")),
+            "en"
+        );
+        let nl = t
+            .render("ch", ChannelKind::Email, "nl", "subject", &sample_context())
+            .unwrap();
+        assert_eq!(nl, "Uitnodiging");
+    }
+
+    #[test]
+    fn refuses_broken_or_linkless_templates_at_start_up() {
+        let cases = [
+            ("[en]\nsubject = '{{ oops'\n", "templates.en.subject"),
+            ("[en]\nhtml = '<p>no link</p>'\n", "invitation link"),
+            ("[en]\nbogus = 'x'\n", "unknown part"),
+            ("[nl]\nsubject = 'x'\n", "no built-in nl"),
+            ("[EN]\nsubject = 'x'\n", "lower-case"),
+        ];
+        for (spec, expect) in cases {
+            let e = build(spec, ChannelKind::Email).unwrap_err();
+            assert!(e.contains(expect), "{spec}: {e}");
+        }
+    }
+
+    #[test]
+    fn every_builtin_renders_with_the_link_and_escaped_values() {
+        let t = Templates::build(&[], &Brand::default()).unwrap();
+        let ctx = sample_context();
+        for (kind, lang, part, _) in BUILTIN {
+            let out = t.render(kind.name(), *kind, lang, part, &ctx).unwrap();
+            assert!(!out.is_empty(), "{kind:?} {lang} {part}");
+            assert!(!out.contains("<b>Lovelace") || escaping(*kind, part) == AutoEscape::None);
+        }
+    }
+}
