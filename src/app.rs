@@ -165,13 +165,17 @@ impl Outcome {
                 "invitedUserId": invited_user_id,
                 "delivered": delivered,
             }),
-            Outcome::Duplicate { event_id, progress } => json!({
-                "status": "duplicate",
-                "eventId": event_id,
-                "invitationId": progress.invitation_id,
-                "invitedUserId": progress.invited_user_id,
-                "delivered": progress.delivered,
-            }),
+            Outcome::Duplicate { event_id, progress } => {
+                let mut delivered = progress.delivered.clone();
+                delivered.sort();
+                json!({
+                    "status": "duplicate",
+                    "eventId": event_id,
+                    "invitationId": progress.invitation_id,
+                    "invitedUserId": progress.invited_user_id,
+                    "delivered": delivered,
+                })
+            }
             Outcome::Batch { items, .. } => json!({"status": "processed", "events": items}),
         }
     }

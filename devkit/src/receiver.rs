@@ -44,6 +44,8 @@ pub enum ReceiverFault {
     Delay(Duration),
     /// Accept the message, then stall before answering: delivered, but the sender can't know.
     RecordThenStall(Duration),
+    /// Answer `302 Found` pointing at this location.
+    Redirect(String),
 }
 
 type Printer = Arc<dyn Fn(&Received) + Send + Sync>;
@@ -109,8 +111,12 @@ async fn receive(
 ) -> Response {
     let fault = s.faults.lock().unwrap().pop_front();
     let mut status = 200;
-    let (mut late, mut stall) = (false, None);
+    let (mut late, mut stall, mut location) = (false, None, None);
     match fault {
+        Some(ReceiverFault::Redirect(to)) => {
+            status = 302;
+            location = Some(to);
+        }
         Some(ReceiverFault::Status(code)) => status = code,
         Some(ReceiverFault::Delay(d)) => {
             tokio::time::sleep(d).await;
@@ -139,6 +145,9 @@ async fn receive(
     s.received.lock().unwrap().push(r);
     if let Some(d) = stall {
         tokio::time::sleep(d).await;
+    }
+    if let Some(to) = location {
+        return (StatusCode::FOUND, [("location", to)], "").into_response();
     }
     // Slack answers a plain "ok"; generic receivers any 2xx.
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);

@@ -338,11 +338,15 @@ impl Templates {
         spec: &TemplateSpec,
     ) -> Result<(), String> {
         let at = |rest: &str| format!("channels.{name}.{rest}");
-        if kind == ChannelKind::Webhook && !spec.is_empty() {
-            return Err(format!(
-                "{}: webhook channels send structured JSON and have no templates",
-                at("templates")
-            ));
+        if kind == ChannelKind::Webhook {
+            return if spec.is_empty() && default_language.is_none() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{}: webhook channels send structured JSON and have no templates",
+                    at("templates")
+                ))
+            };
         }
         let builtin = builtin_languages(kind);
         for (lang, parts) in spec {

@@ -60,6 +60,7 @@ async fn battery_app() -> TestApp {
             ("RELAY_CONFIG", RELAY_CONFIG.into()),
             ("TENANT_VERIFIED_DOMAINS", OWN_DOMAIN.into()),
         ],
+        ..Options::default()
     })
     .await
 }

@@ -307,6 +307,7 @@ display_name = "event.contact.firstName ~ ' ' ~ event.contact.lastName"
     let t = spawn_app_with(Options {
         secret,
         env: vec![("RELAY_CONFIG", config.into())],
+        ..Options::default()
     })
     .await;
 

@@ -60,6 +60,60 @@ fn start_moto() -> String {
     format!("http://127.0.0.1:{port}")
 }
 
+/// Verifies a sending identity (a domain) in the emulator's SES, as `aws sesv2
+/// create-email-identity` does; idempotent.
+pub async fn verify_ses_identity(domain: &str) {
+    let ses = aws_sdk_sesv2::Client::new(&sdk_config().await);
+    let _ = ses
+        .create_email_identity()
+        .email_identity(domain)
+        .send()
+        .await;
+}
+
+/// One email the emulator's SES accepted: sender, recipients, subject and HTML body.
+#[derive(Debug, Clone)]
+pub struct SentEmail {
+    pub source: String,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub subject: String,
+    pub html: String,
+}
+
+/// The emails SES accepted for `to` (read from the emulator's state).
+pub async fn sent_emails(to: &str) -> Vec<SentEmail> {
+    let data: Value = reqwest::get(format!("{}/moto-api/data.json", aws_endpoint()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    data["ses"]["Message"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|m| SentEmail {
+            source: m["source"].as_str().unwrap_or_default().to_owned(),
+            to: list(&m["destinations"]["ToAddresses"]),
+            cc: list(&m["destinations"]["CcAddresses"]),
+            subject: m["subject"].as_str().unwrap_or_default().to_owned(),
+            html: m["body"].as_str().unwrap_or_default().to_owned(),
+        })
+        .filter(|m| m.to.iter().any(|t| t == to))
+        .collect()
+}
+
 /// SDK configuration pointing at the AWS emulator through the standard endpoint setting.
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -106,18 +160,14 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
 }
 
 /// How to build the app under test.
+#[derive(Default)]
 pub struct Options {
     pub secret: serde_json::Map<String, Value>,
     pub env: Vec<(&'static str, String)>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            secret: serde_json::Map::new(),
-            env: Vec::new(),
-        }
-    }
+    /// Put the Teams receiver's URL in the secret as `teams_webhook_url`.
+    pub teams: bool,
+    /// Where the app's AWS clients go instead of the emulator (a fault proxy in front of it).
+    pub aws_endpoint: Option<String>,
 }
 
 /// The app under test and everything around it (the parts are reachable through `Deref`).
@@ -148,6 +198,7 @@ pub async fn try_spawn_app_with(opts: Options) -> (Result<App, String>, TestPart
         .unwrap();
     let slack = Receiver::start(0, None).await.unwrap();
     let hook = Receiver::start(0, None).await.unwrap();
+    let teams = Receiver::start(0, None).await.unwrap();
     let settings = graph.settings().clone();
 
     let mut secret = serde_json::Map::new();
@@ -165,6 +216,16 @@ pub async fn try_spawn_app_with(opts: Options) -> (Result<App, String>, TestPart
         format!("{}/hooks/invitations", hook.url).into(),
     );
     secret.insert("delivery_signing_secret".into(), DELIVERY_SECRET.into());
+    if opts.teams {
+        secret.insert(
+            "teams_webhook_url".into(),
+            format!(
+                "{}/workflows/a1b2c3/triggers/manual/paths/invoke?sig=SiGsecret",
+                teams.url
+            )
+            .into(),
+        );
+    }
     for (k, v) in opts.secret {
         secret.insert(k, v);
     }
@@ -200,13 +261,14 @@ pub async fn try_spawn_app_with(opts: Options) -> (Result<App, String>, TestPart
         env.retain(|(ek, _)| *ek != k);
         env.push((k, v));
     }
-    let app = build_app(&env).await;
+    let app = build_app_at(&env, opts.aws_endpoint.as_deref()).await;
     (
         app,
         TestParts {
             graph,
             slack,
             hook,
+            teams,
             logs,
             secret_id,
             secret_values,
@@ -223,6 +285,7 @@ pub struct TestParts {
     pub graph: GraphEmulator,
     pub slack: Receiver,
     pub hook: Receiver,
+    pub teams: Receiver,
     pub logs: LogCapture,
     pub secret_id: String,
     pub secret_values: Vec<String>,
@@ -240,7 +303,18 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
 
 /// Builds an App from `env`, exactly as the binaries do (configuration, then start-up).
 pub async fn build_app(env: &[(&'static str, String)]) -> Result<App, String> {
-    let sdk = sdk_config().await;
+    build_app_at(env, None).await
+}
+
+/// [`build_app`] with the app's AWS clients pointed at `endpoint` (default: the emulator).
+pub async fn build_app_at(
+    env: &[(&'static str, String)],
+    endpoint: Option<&str>,
+) -> Result<App, String> {
+    let sdk = match endpoint {
+        Some(url) => sdk_config().await.into_builder().endpoint_url(url).build(),
+        None => sdk_config().await,
+    };
     match Config::from_lookup(|k| env.iter().find(|(ek, _)| *ek == k).map(|(_, v)| v.clone())) {
         Ok(config) => App::new(config, &sdk).await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
@@ -434,7 +508,7 @@ pub async fn drain_with_reasons(queue_url: &str) -> Vec<(String, Option<String>)
     }
 }
 
-fn uuid_like() -> String {
+pub fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod battery;
+mod channels;
 mod faults;
 mod fuzz;
 mod generic;

@@ -37,6 +37,7 @@ async fn presets_app() -> TestApp {
     spawn_app_with(Options {
         secret,
         env: vec![("RELAY_CONFIG", RELAY_CONFIG.into())],
+        ..Options::default()
     })
     .await
 }
@@ -225,6 +226,7 @@ async fn salesforce_outbound_messages_are_checked_against_the_org_and_acknowledg
     let t = spawn_app_with(Options {
         secret,
         env: vec![("RELAY_CONFIG", "[sources.salesforce-outbound]\n".into())],
+        ..Options::default()
     })
     .await;
     let event = load_event("salesforce-outbound-message.json");

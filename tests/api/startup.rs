@@ -12,7 +12,12 @@ async fn startup_error(
     for (k, v) in secret_overrides {
         secret.insert((*k).to_owned(), v.clone());
     }
-    let (app, parts) = try_spawn_app_with(Options { secret, env }).await;
+    let (app, parts) = try_spawn_app_with(Options {
+        secret,
+        env,
+        ..Options::default()
+    })
+    .await;
     let e = app.err().expect("start-up must fail");
     for v in &parts.secret_values {
         if v.len() >= 6 {
