@@ -113,6 +113,18 @@ impl Resolve for PublicOnlyResolver {
     }
 }
 
+/// Whether a failed request was stopped by [`PublicOnlyResolver`].
+pub fn refused_by_guard(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.downcast_ref::<TargetError>().is_some() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
 /// Builds the HTTP client used for deliveries: no redirects, a timeout on every call, and the
 /// public-only resolver unless private networks are explicitly allowed.
 pub fn delivery_http_client(timeout: std::time::Duration, allow_private: bool) -> reqwest::Client {

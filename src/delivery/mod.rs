@@ -620,7 +620,10 @@ impl Deliverer {
             }
         };
         let resp = request.send().await.map_err(|e| {
-            if e.is_timeout() {
+            if guard::refused_by_guard(&e) {
+                // A name that resolved inward: permanent, not worth retrying.
+                DeliveryError::Blocked
+            } else if e.is_timeout() {
                 DeliveryError::Unavailable("timeout".into())
             } else if e.is_connect() {
                 // The guard's refusal surfaces as a connect error.

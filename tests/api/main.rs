@@ -12,4 +12,5 @@ mod graph_errors;
 mod presets;
 mod refusals;
 mod reliability;
+mod ssrf;
 mod startup;
