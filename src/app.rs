@@ -691,39 +691,8 @@ impl App {
                     .with("field", "redirectUrl")
             })?;
         let display_name = event.display_name.as_deref().and_then(DisplayName::parse);
-        let extras = Extras {
-            event_type: event.event_type.clone(),
-            company: event
-                .company
-                .as_deref()
-                .and_then(DisplayName::parse)
-                .map(|c| c.as_str().to_owned()),
-            language: event
-                .language
-                .as_deref()
-                .map(str::trim)
-                .filter(|l| {
-                    l.len() <= 35
-                        && l.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                })
-                .map(str::to_owned),
-            owner_email: match event.owner_email.as_deref() {
-                None => None,
-                Some(raw) => Some(
-                    InviteeEmail::parse(raw)
-                        .map(|e| e.as_str().to_owned())
-                        .map_err(|_| {
-                            Problem::new(
-                                ProblemKind::Unprocessable,
-                                "the owner email is not a valid address",
-                            )
-                            .with("field", "ownerEmail")
-                        })?,
-                ),
-            },
-            fields: event.fields.clone(),
-        };
+        let extras = Extras::from_event(event)
+            .map_err(|e| Problem::new(ProblemKind::Unprocessable, e).with("field", "ownerEmail"))?;
         let ctx = crate::delivery::context(
             &source.name,
             &event.event_id,

@@ -364,9 +364,13 @@ struct RelayFile {
     brand: Brand,
 }
 
+/// Sources and delivery from `RELAY_CONFIG` (and the presets), as the functions load them.
 /// `RELAY_CONFIG` is inline TOML when it starts with `[` or contains a newline or `=`,
 /// otherwise a file path.
-fn load_relay(
+///
+/// # Errors
+/// [`ConfigError`] naming the setting and line at fault.
+pub fn load_relay(
     relay_config: Option<&str>,
     tenant_domains: &[String],
 ) -> Result<(BTreeMap<String, Source>, DeliveryConfig), ConfigError> {

@@ -8,6 +8,7 @@
 
 mod email;
 pub mod guard;
+pub mod preview;
 pub mod routing;
 mod slack;
 mod teams;
@@ -467,6 +468,45 @@ pub struct Extras {
     /// Checked: a valid address (CC permission is per channel).
     pub owner_email: Option<String>,
     pub fields: BTreeMap<String, String>,
+}
+
+impl Extras {
+    /// The event's details, cleaned: the company as a display name, the language as a tag,
+    /// the owner as a valid address.
+    ///
+    /// # Errors
+    /// When the owner's address is not valid.
+    pub fn from_event(event: &crate::inbound::CrmEvent) -> Result<Self, &'static str> {
+        Ok(Self {
+            event_type: event.event_type.clone(),
+            company: event
+                .company
+                .as_deref()
+                .and_then(DisplayName::parse)
+                .map(|c| c.as_str().to_owned()),
+            language: event
+                .language
+                .as_deref()
+                .map(str::trim)
+                .filter(|l| {
+                    !l.is_empty()
+                        && l.len() <= 35
+                        && l.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                })
+                .map(str::to_owned),
+            owner_email: event
+                .owner_email
+                .as_deref()
+                .map(|raw| {
+                    InviteeEmail::parse(raw)
+                        .map(|e| e.as_str().to_owned())
+                        .map_err(|_| "the owner email is not a valid address")
+                })
+                .transpose()?,
+            fields: event.fields.clone(),
+        })
+    }
 }
 
 /// What a channel delivers: the invitee and the created invitation.

@@ -457,6 +457,14 @@ impl Templates {
         default
     }
 
+    /// Every language a channel can write in.
+    pub fn languages(&self, channel: &str, kind: ChannelKind) -> Vec<String> {
+        match self.channels.get(channel) {
+            Some(c) => c.languages.iter().cloned().collect(),
+            None => builtin_languages(kind).into_iter().collect(),
+        }
+    }
+
     /// Renders one part for a channel in `lang`.
     ///
     /// # Errors

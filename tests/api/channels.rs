@@ -420,3 +420,73 @@ async fn channel_configuration_errors_stop_start_up_with_the_setting_named() {
         assert!(e.contains(expect), "{config}: {e}");
     }
 }
+
+/// `invite-relay render` writes every channel's message in every language; the examples in
+/// `docs/examples/` are its output for the sample there, so they can't drift from the
+/// templates.
+#[test]
+fn render_command_reproduces_the_documented_examples() {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples");
+    let out = std::env::temp_dir().join(format!("invite-relay-render-{}", uuid_like()));
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_invite-relay"))
+        .args(["render", "--config"])
+        .arg(docs.join("relay.toml"))
+        .arg("--event")
+        .arg(docs.join("event.json"))
+        .arg("--out")
+        .arg(&out)
+        .env_remove("RELAY_CONFIG")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let names = |dir: &std::path::Path| -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != "relay.toml" && n != "event.json")
+            .collect()
+    };
+    let rendered = names(&out);
+    assert_eq!(
+        rendered,
+        names(&docs),
+        "docs/examples lists exactly what render writes"
+    );
+    for n in [
+        "email.en.html",
+        "email.de.html",
+        "slack.en.json",
+        "teams.en.json",
+        "crm-hook.json",
+    ] {
+        assert!(rendered.contains(n), "{n}");
+    }
+    for n in &rendered {
+        assert_eq!(
+            std::fs::read_to_string(out.join(n)).unwrap(),
+            std::fs::read_to_string(docs.join(n)).unwrap(),
+            "docs/examples/{n} is stale: re-run the command in docs/examples/relay.toml"
+        );
+    }
+    let html = std::fs::read_to_string(out.join("email.en.html")).unwrap();
+    assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"));
+    let _ = std::fs::remove_dir_all(&out);
+
+    // A template error is reported with its place, and nothing is written.
+    let bad = std::env::temp_dir().join(format!("invite-relay-bad-{}.toml", uuid_like()));
+    std::fs::write(
+        &bad,
+        "[channels.slack]\n[channels.slack.templates.en]\nbody = \"{% if %}\"\n",
+    )
+    .unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_invite-relay"))
+        .args(["render", "--config"])
+        .arg(&bad)
+        .arg("--event")
+        .arg(docs.join("event.json"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("channels.slack.templates.en.body"));
+    let _ = std::fs::remove_file(&bad);
+}
