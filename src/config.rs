@@ -564,6 +564,33 @@ mod tests {
     }
 
     #[test]
+    fn channels_and_routes_as_inline_tables_for_a_deployment_parameter() {
+        let mut env = base();
+        env.insert(
+            "RELAY_CONFIG",
+            concat!(
+                r#"channels = { email = { from = "Contoso <partners@contoso.com>" }, slack = {} }"#,
+                "\n",
+                r#"routes = [{ when = "fields.region == 'emea'", channels = ["email"] }, { channels = ["slack"] }]"#,
+            )
+            .to_owned(),
+        );
+        let c = load(&env).unwrap();
+        let names: Vec<&str> = c
+            .delivery
+            .channels
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names, ["email", "slack"]);
+        assert!(!c.delivery.routes.is_empty());
+        assert_eq!(
+            c.delivery.channels[0].email.as_ref().unwrap().from,
+            "Contoso <partners@contoso.com>"
+        );
+    }
+
+    #[test]
     fn relay_config_overrides_presets_and_names_the_line() {
         let mut env = base();
         env.insert(
