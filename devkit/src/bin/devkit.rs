@@ -7,6 +7,7 @@
 //! ```
 //!
 //! `--set-id` replaces the body's top-level `id` first (a new event from the same sample).
+//! `send` also takes a plain JSON body file (anything that is not a Lambda HTTP event).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -85,10 +86,16 @@ fn read_event(file: &str) -> serde_json::Value {
         eprintln!("{file}: {e}");
         std::process::exit(1)
     });
-    serde_json::from_str(&text).unwrap_or_else(|e| {
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
         eprintln!("{file}: {e}");
         std::process::exit(1)
-    })
+    });
+    if value.get("requestContext").is_some() {
+        value
+    } else {
+        // A plain body: carry it as a Lambda event's body.
+        serde_json::json!({"body": text, "isBase64Encoded": false})
+    }
 }
 
 /// Posts the event's body, as a CRM would, with a fresh signature. Exit code 0 on 2xx.
@@ -180,6 +187,26 @@ fn print_delivery(r: &Received, delivery_secret: Option<&str>) {
                     }
                 }
             }
+        }
+    } else if r.path.starts_with("/teams") {
+        let card = &body["attachments"][0]["content"];
+        println!(
+            "\n[teams] {} {}  ({} {})",
+            r.method,
+            r.path,
+            body["attachments"][0]["contentType"].as_str().unwrap_or("?"),
+            card["version"].as_str().unwrap_or("?")
+        );
+        for b in card["body"].as_array().into_iter().flatten() {
+            println!("  text:   {}", b["text"].as_str().unwrap_or(""));
+        }
+        for a in card["actions"].as_array().into_iter().flatten() {
+            println!(
+                "  action: {} [{}] -> {}",
+                a["type"].as_str().unwrap_or(""),
+                a["title"].as_str().unwrap_or(""),
+                a["url"].as_str().unwrap_or("")
+            );
         }
     } else {
         let verdict = match delivery_secret {
