@@ -194,7 +194,9 @@ fn print_delivery(r: &Received, delivery_secret: Option<&str>) {
             "\n[teams] {} {}  ({} {})",
             r.method,
             r.path,
-            body["attachments"][0]["contentType"].as_str().unwrap_or("?"),
+            body["attachments"][0]["contentType"]
+                .as_str()
+                .unwrap_or("?"),
             card["version"].as_str().unwrap_or("?")
         );
         for b in card["body"].as_array().into_iter().flatten() {
