@@ -81,13 +81,12 @@ fn hot_path(bencher: divan::Bencher) {
         let Ok(Interpretation::Invite(ev)) = source.interpret(&parsed) else {
             panic!("sample invites")
         };
-        let request = InvitationRequest {
-            invited_user_email_address: InviteeEmail::parse(&ev.email).unwrap(),
-            invited_user_display_name: ev.display_name.as_deref().and_then(DisplayName::parse),
-            invited_user_type: UserType::Guest,
-            invite_redirect_url: config.redirect.choose(ev.redirect_url.as_deref()).unwrap(),
-            send_invitation_message: false,
-        };
+        let request = InvitationRequest::new(
+            InviteeEmail::parse(&ev.email).unwrap(),
+            ev.display_name.as_deref().and_then(DisplayName::parse),
+            UserType::Guest,
+            config.redirect.choose(ev.redirect_url.as_deref()).unwrap(),
+        );
         let graph_body = serde_json::to_vec(&request).unwrap();
         let msg = Message {
             source: &source.name,
@@ -99,6 +98,7 @@ fn hot_path(bencher: divan::Bencher) {
                 company: ev.company.clone(),
                 language: ev.language.clone(),
                 owner_email: ev.owner_email.clone(),
+                owner_id: None,
                 fields: ev.fields.clone(),
             },
             invitation: &invitation,

@@ -17,9 +17,10 @@ use tracing::Instrument;
 use crate::config::{Config, ConfigError, Mode, Role};
 use crate::delivery::{Channel, Deliverer, DeliveryConfig, DeliveryError, Extras, Message};
 use crate::domain::{DisplayName, Invitation, InvitationRequest, InviteeEmail, UserType};
-use crate::graph::{ClientCredential, GraphClient, GraphError};
+use crate::graph::{ClientCredential, GraphClient, GraphError, GroupAdd};
 use crate::inbound::signature::{Key, Scheme};
 use crate::inbound::{self, CrmEvent, Interpretation, MapError, Source};
+use crate::lifecycle::{Decision, GroupOutcome, decide};
 use crate::problem::{Problem, ProblemKind};
 use crate::queue::{QueuedEvent, Queues};
 use crate::resilience::{Deadline, GraphGate, Paused, Transient, retry};
@@ -133,6 +134,13 @@ pub enum Outcome {
         invitation_id: String,
         invited_user_id: String,
         delivered: Vec<String>,
+        groups: Vec<GroupOutcome>,
+    },
+    /// The invitee already exists and the existing-user policy says not to invite.
+    Exists {
+        event_id: String,
+        invited_user_id: String,
+        why: &'static str,
     },
     Duplicate {
         event_id: String,
@@ -158,12 +166,29 @@ impl Outcome {
                 invitation_id,
                 invited_user_id,
                 delivered,
+                groups,
+            } => {
+                let mut v = json!({
+                    "status": "invited",
+                    "eventId": event_id,
+                    "invitationId": invitation_id,
+                    "invitedUserId": invited_user_id,
+                    "delivered": delivered,
+                });
+                if !groups.is_empty() {
+                    v["groups"] = json!(groups);
+                }
+                v
+            }
+            Outcome::Exists {
+                event_id,
+                invited_user_id,
+                why,
             } => json!({
-                "status": "invited",
+                "status": "exists",
                 "eventId": event_id,
-                "invitationId": invitation_id,
                 "invitedUserId": invited_user_id,
-                "delivered": delivered,
+                "existing": why,
             }),
             Outcome::Duplicate { event_id, progress } => {
                 let mut delivered = progress.delivered.clone();
@@ -242,6 +267,8 @@ struct Plan {
     key: EventKey,
     request: InvitationRequest,
     channels: Vec<String>,
+    /// Groups to join: `[invitations] groups` and the route's.
+    groups: Vec<String>,
     extras: Extras,
 }
 
@@ -692,7 +719,7 @@ impl App {
             })?;
         let display_name = event.display_name.as_deref().and_then(DisplayName::parse);
         let extras = Extras::from_event(event)
-            .map_err(|e| Problem::new(ProblemKind::Unprocessable, e).with("field", "ownerEmail"))?;
+            .map_err(|e| Problem::new(ProblemKind::Unprocessable, e).with("field", "owner"))?;
         let ctx = crate::delivery::context(
             &source.name,
             &event.event_id,
@@ -702,7 +729,13 @@ impl App {
             None,
             None,
         );
-        let channels = self.channels_for(event.channels.as_deref(), creds, &ctx)?;
+        let (channels, route_groups) = self.channels_for(event.channels.as_deref(), creds, &ctx)?;
+        let mut groups = self.config.lifecycle.groups.clone();
+        for g in route_groups {
+            if !groups.contains(&g) {
+                groups.push(g);
+            }
+        }
         if let Some(owner) = &extras.owner_email {
             let refused = channels.iter().filter_map(|n| creds.channel(n)).find(|c| {
                 c.email()
@@ -724,14 +757,9 @@ impl App {
                 source: source.name.clone(),
                 event_id: event.event_id.clone(),
             },
-            request: InvitationRequest {
-                invited_user_email_address: email,
-                invited_user_display_name: display_name,
-                invited_user_type: user_type,
-                invite_redirect_url: redirect,
-                send_invitation_message: false,
-            },
+            request: InvitationRequest::new(email, display_name, user_type, redirect),
             channels,
+            groups,
             extras,
         })
     }
@@ -743,7 +771,8 @@ impl App {
         requested: Option<&[String]>,
         creds: &Credentials,
         ctx: &minijinja::Value,
-    ) -> Result<Vec<String>, Problem> {
+    ) -> Result<(Vec<String>, Vec<String>), Problem> {
+        let mut groups = Vec::new();
         let configured: Vec<String> = creds.channels.iter().map(|c| c.name.clone()).collect();
         let chosen: Vec<String> = match requested.filter(|r| !r.is_empty()) {
             Some(requested) => {
@@ -767,6 +796,7 @@ impl App {
                 match route {
                     Some(r) => {
                         tracing::debug!(route = %r.name, "route chosen");
+                        groups.clone_from(&r.groups);
                         r.channels.clone()
                     }
                     None => {
@@ -784,7 +814,7 @@ impl App {
                 out.push(c);
             }
         }
-        Ok(out)
+        Ok((out, groups))
     }
 
     /// Invite, then deliver to each channel not yet delivered, recording each step, all within
@@ -836,10 +866,45 @@ impl App {
                 invitation_id,
                 invited_user_id,
                 delivered: progress.delivered,
+                groups: Vec::new(),
             });
         }
 
-        let invitation = match self.invite(creds, &plan.request, deadline).await {
+        // The existing-user policy applies before the first invitation only: a retry after a
+        // partial delivery must finish what the first attempt started.
+        let decision = if self.config.lifecycle.looks_up_users() && progress.invitation_id.is_none()
+        {
+            let email = plan.request.invited_user_email_address.as_str();
+            match retry(deadline, || self.graph.find_user(&creds.graph, email)).await {
+                Ok(found) => decide(self.config.lifecycle.existing_users, found.as_ref()),
+                Err(e) => {
+                    self.record(self.store.release(&plan.key).await);
+                    return Err(lookup_problem(e));
+                }
+            }
+        } else {
+            Decision::Invite
+        };
+        let mut request = plan.request.clone();
+        match decision {
+            Decision::Exists { user_id, why } => {
+                tracing::info!(existing = why, "the invitee already exists; not invited");
+                self.record(self.store.complete(&plan.key).await);
+                return Ok(Outcome::Exists {
+                    event_id,
+                    invited_user_id: user_id,
+                    why,
+                });
+            }
+            Decision::Reset(user_id) => {
+                request.reset_redemption = true;
+                request.invited_user = Some(user_id);
+            }
+            Decision::Invite => {}
+        }
+        request.invited_user_sponsors = self.sponsors(creds, &plan.extras, deadline).await;
+
+        let invitation = match self.invite(creds, &request, deadline).await {
             Ok(i) => i,
             Err(e) => {
                 self.record(self.store.release(&plan.key).await);
@@ -902,6 +967,9 @@ impl App {
             self.record(self.store.release(&plan.key).await);
             return Err(delivery_problem(&invitation, &delivered, &failed));
         }
+        let groups = self
+            .join_groups(creds, &plan.groups, &invitation.invited_user_id, deadline)
+            .await;
         self.record(self.store.complete(&plan.key).await);
         if let Some(id) = delivery_id {
             self.record(
@@ -915,7 +983,93 @@ impl App {
             invitation_id: invitation.id,
             invited_user_id: invitation.invited_user_id,
             delivered,
+            groups,
         })
+    }
+
+    /// The guest's sponsors: the configured ones and, with `sponsor_owner`, the event's owner
+    /// (by object id, or resolved from their email). An owner who can't be resolved is logged
+    /// and left out: the invitation goes ahead.
+    async fn sponsors(
+        &self,
+        creds: &Credentials,
+        extras: &Extras,
+        deadline: Deadline,
+    ) -> Vec<String> {
+        let lifecycle = &self.config.lifecycle;
+        let mut ids = lifecycle.sponsors.clone();
+        if lifecycle.sponsor_owner {
+            let owner = match (&extras.owner_id, &extras.owner_email) {
+                (Some(id), _) => Some(id.clone()),
+                (None, Some(email)) => {
+                    match retry(deadline, || self.graph.find_user(&creds.graph, email)).await {
+                        Ok(Some(u)) if !u.is_guest() => Some(u.id),
+                        Ok(_) => {
+                            tracing::warn!(
+                                alarm = "sponsor_unresolved",
+                                "the owner is not a member of the directory; no sponsor set"
+                            );
+                            None
+                        }
+                        Err(e) => {
+                            tracing::warn!(alarm = "sponsor_unresolved", error = %e, "the owner could not be looked up; no sponsor set");
+                            None
+                        }
+                    }
+                }
+                (None, None) => None,
+            };
+            if let Some(id) = owner
+                && !ids.contains(&id)
+            {
+                ids.insert(0, id);
+            }
+        }
+        if ids.len() > crate::domain::MAX_SPONSORS {
+            tracing::warn!(
+                sponsors = ids.len(),
+                "more than five sponsors; the first five are kept"
+            );
+            ids.truncate(crate::domain::MAX_SPONSORS);
+        }
+        ids
+    }
+
+    /// Adds the guest to each group, retrying the 404 of a user not yet replicated. A failure
+    /// is reported and alarmed, never undoes the delivered invitation.
+    async fn join_groups(
+        &self,
+        creds: &Credentials,
+        groups: &[String],
+        user_id: &str,
+        deadline: Deadline,
+    ) -> Vec<GroupOutcome> {
+        let mut out = Vec::new();
+        for id in groups {
+            let attempt = || async {
+                if deadline.remaining() < self.config.outbound_timeout {
+                    return Err(GraphError::Unavailable {
+                        reason: "not enough time left in this invocation".into(),
+                        retry_after: None,
+                    });
+                }
+                self.graph.add_to_group(&creds.graph, id, user_id).await
+            };
+            let outcome = match retry(deadline, attempt).await {
+                Ok(GroupAdd::Added) => ("added", None),
+                Ok(GroupAdd::AlreadyMember) => ("already-member", None),
+                Err(e) => {
+                    tracing::error!(alarm = "group_add_failed", group = %id, error = %e, "the guest was not added to a group");
+                    ("failed", Some(e.to_string()))
+                }
+            };
+            out.push(GroupOutcome {
+                id: id.clone(),
+                status: outcome.0,
+                reason: outcome.1,
+            });
+        }
+        out
     }
 
     /// A progress write that failed after its side effect happened can't be undone: it is
@@ -1016,6 +1170,21 @@ fn secret_unavailable(e: SecretError) -> Problem {
     );
     p.retry_after = Some(30);
     p
+}
+
+/// The existing-user query failed: a refusal (usually a missing `User.Read.All`) or Graph
+/// being unavailable.
+fn lookup_problem(e: GraphError) -> Problem {
+    match e {
+        GraphError::Rejected { status, code } => Problem::new(
+            ProblemKind::UpstreamAuth,
+            "Graph refused the existing-user query; the app needs User.Read.All for existing_users policies",
+        )
+        .with("graphStatus", status)
+        .with("graphCode", code)
+        .retryable(true),
+        other => invite_problem(InviteError::Graph(other)),
+    }
 }
 
 fn store_unavailable(e: crate::store::StoreError) -> Problem {

@@ -9,6 +9,7 @@ use url::Url;
 use crate::delivery::{Brand, ChannelSpec, DeliveryConfig, RouteSpec};
 use crate::domain::{DomainPolicy, RedirectPolicy, RedirectUrl};
 use crate::inbound::{Source, SourceSpec};
+use crate::lifecycle::{InvitationSpec, Lifecycle};
 
 /// Built-in source presets, compiled into the binary. `RELAY_CONFIG` may add sources or
 /// override fields of these.
@@ -71,6 +72,8 @@ pub struct Config {
     pub sources: BTreeMap<String, Source>,
     /// Channels, routes and templates (`[channels.*]`, `[[routes]]`, `[brand]`).
     pub delivery: std::sync::Arc<DeliveryConfig>,
+    /// Existing users, sponsors and groups (`[invitations]`).
+    pub lifecycle: Lifecycle,
 }
 
 #[derive(Debug, Clone)]
@@ -201,7 +204,11 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()?;
 
         let tenant_domains = list(var("TENANT_VERIFIED_DOMAINS"));
-        let (sources, delivery) = load_relay(var("RELAY_CONFIG").as_deref(), &tenant_domains)?;
+        let Relay {
+            sources,
+            delivery,
+            lifecycle,
+        } = load_relay(var("RELAY_CONFIG").as_deref(), &tenant_domains)?;
         Ok(Self {
             secret_id: required("RELAY_SECRET_ID")?,
             secret_ttl: Duration::from_secs(number(
@@ -285,6 +292,7 @@ impl Config {
             max_receives: number("MAX_RECEIVES", var("MAX_RECEIVES"), 5, 1..=1000)? as u32,
             sources,
             delivery: std::sync::Arc::new(delivery),
+            lifecycle,
         })
     }
 }
@@ -362,6 +370,16 @@ struct RelayFile {
     routes: Vec<RouteSpec>,
     #[serde(default)]
     brand: Brand,
+    #[serde(default)]
+    invitations: InvitationSpec,
+}
+
+/// What `RELAY_CONFIG` (with the presets) defines.
+#[derive(Debug)]
+pub struct Relay {
+    pub sources: BTreeMap<String, Source>,
+    pub delivery: DeliveryConfig,
+    pub lifecycle: Lifecycle,
 }
 
 /// Sources and delivery from `RELAY_CONFIG` (and the presets), as the functions load them.
@@ -373,7 +391,7 @@ struct RelayFile {
 pub fn load_relay(
     relay_config: Option<&str>,
     tenant_domains: &[String],
-) -> Result<(BTreeMap<String, Source>, DeliveryConfig), ConfigError> {
+) -> Result<Relay, ConfigError> {
     let mut presets = BTreeMap::new();
     for (name, text) in PRESETS {
         let file = parse_file(&format!("preset {name}"), text)?;
@@ -406,6 +424,13 @@ pub fn load_relay(
         &|r| locate(&label, &text, r),
     )
     .map_err(|e| {
+        ConfigError(if label.is_empty() {
+            e
+        } else {
+            format!("{label}: {e}")
+        })
+    })?;
+    let lifecycle = Lifecycle::compile(user.invitations).map_err(|e| {
         ConfigError(if label.is_empty() {
             e
         } else {
@@ -447,7 +472,11 @@ pub fn load_relay(
             .map_err(|e| ConfigError(format!("{label}: {e}")))?;
         sources.insert(name, s);
     }
-    Ok((sources, delivery))
+    Ok(Relay {
+        sources,
+        delivery,
+        lifecycle,
+    })
 }
 
 fn parse_file(label: &str, text: &str) -> Result<RelayFile, ConfigError> {

@@ -10,8 +10,11 @@
 //! - [`inbound`]: routing, request limits, strict JSON, signature schemes, source mappings.
 //! - [`expr`]: the expression language of mappings and filters (minijinja expressions).
 //! - [`domain`]: validated values (invitee email, display name, redirect URL, invitation).
-//! - [`graph`]: app-only tokens and the invitations API, with classified errors.
-//! - [`delivery`]: channels (Slack, signed webhook) and the outbound URL guard.
+//! - [`graph`]: app-only tokens, invitations, the existing-user query, group membership, with
+//!   classified errors.
+//! - [`lifecycle`]: existing-user policy, sponsors, groups.
+//! - [`delivery`]: channels (SES email, Slack, Teams, signed webhook, Microsoft's own email),
+//!   templates, routes, previews and the outbound URL guard.
 //! - [`store`]: idempotency records (DynamoDB, or memory), so retries neither invite nor notify twice.
 //! - [`queue`]: queue mode's messages, the SQS queue and the dead-letter queue.
 //! - [`resilience`]: deadlines, retries with backoff, invitation pacing, the Graph circuit breaker.
@@ -27,6 +30,7 @@ pub mod domain;
 pub mod expr;
 pub mod graph;
 pub mod inbound;
+pub mod lifecycle;
 pub mod problem;
 pub mod queue;
 pub mod resilience;

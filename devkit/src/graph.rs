@@ -7,7 +7,18 @@
 //! - `POST /v1.0/invitations` (bearer token issued here and unexpired; JSON object with only
 //!   properties of the `invitation` resource, each of its documented type;
 //!   `invitedUserEmailAddress` and `inviteRedirectUrl` required; the email obeys the forbidden
-//!   character rules; answers `201` with the invitation, `inviteRedeemUrl` and `invitedUser`).
+//!   character rules; answers `201` with the invitation, `inviteRedeemUrl` and `invitedUser`;
+//!   `invitedUserSponsors` is at most five `{"id": GUID}`; `invitedUserMessageInfo` has only
+//!   `messageLanguage`, `customizedMessageBody` and `ccRecipients` of `{"emailAddress":
+//!   {"address"}}`; `resetRedemption` needs `invitedUser.id` of a user whose mail or other mails
+//!   hold the address),
+//! - `GET /v1.0/users` with `$filter` either the B2B existing-user query (quotes doubled) or
+//!   `externalUserState eq 'PendingAcceptance'`; the `any` lambdas need the advanced query
+//!   parameters (`ConsistencyLevel: eventual`, `$count=true`); any other filter is 400,
+//! - `POST /v1.0/groups/{id}/members/$ref` with exactly `{"@odata.id":
+//!   "{graph}/v1.0/directoryObjects/{id}"}`: `204`; `404` for an unknown group or a user not
+//!   replicated yet (see [`GraphEmulator::set_replication_lag`]); `400` "One or more added
+//!   object references already exist" for a member.
 //!
 //! Faults can be queued for the next calls. Every call is recorded for assertions.
 
@@ -62,11 +73,50 @@ pub struct TokenCall {
     pub status: u16,
 }
 
+/// A user in the emulated directory.
+#[derive(Debug, Clone)]
+pub struct DirectoryUser {
+    pub id: String,
+    pub mail: String,
+    pub other_mails: Vec<String>,
+    /// `Guest` or `Member`.
+    pub user_type: String,
+    /// `PendingAcceptance`, `Accepted`, or `None` for members.
+    pub external_user_state: Option<String>,
+    pub external_user_state_change: String,
+    pub display_name: Option<String>,
+    /// Group additions still answered 404 (replication delay).
+    pub unreplicated: u32,
+}
+
+/// One `GET /v1.0/users` as received.
+#[derive(Debug, Clone)]
+pub struct UserQuery {
+    pub filter: String,
+    pub select: Option<String>,
+    pub consistency_level: Option<String>,
+    pub count: Option<String>,
+    pub status: u16,
+}
+
+/// One `POST /groups/{id}/members/$ref` as received.
+#[derive(Debug, Clone)]
+pub struct GroupCall {
+    pub group: String,
+    pub body: Value,
+    pub status: u16,
+}
+
 #[derive(Default)]
 struct Inner {
     client_secrets: Vec<String>,
     tokens: HashMap<String, Instant>,
-    users: HashMap<String, String>,
+    /// By lower-cased mail.
+    users: HashMap<String, DirectoryUser>,
+    groups: HashMap<String, Vec<String>>,
+    replication_lag: u32,
+    user_queries: Vec<UserQuery>,
+    group_calls: Vec<GroupCall>,
     invitation_faults: VecDeque<Fault>,
     token_faults: VecDeque<Fault>,
     invitation_calls: Vec<InvitationCall>,
@@ -123,6 +173,8 @@ impl GraphEmulator {
         let app = Router::new()
             .route("/{tenant}/oauth2/v2.0/token", post(token))
             .route("/v1.0/invitations", post(invitations))
+            .route("/v1.0/users", axum::routing::get(users))
+            .route("/v1.0/groups/{id}/members/$ref", post(add_member))
             .with_state(shared.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -190,6 +242,316 @@ impl GraphEmulator {
     pub fn redeem_urls(&self) -> Vec<String> {
         self.inner().redeem_urls.clone()
     }
+
+    /// Adds a user to the directory: `user_type` `Guest` or `Member`; `state` the guest's
+    /// `externalUserState`, changed `days_ago`. Returns its id.
+    pub fn seed_user(
+        &self,
+        mail: &str,
+        user_type: &str,
+        state: Option<&str>,
+        days_ago: i64,
+    ) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        let changed = time::OffsetDateTime::now_utc() - time::Duration::days(days_ago);
+        self.inner().users.insert(
+            mail.to_ascii_lowercase(),
+            DirectoryUser {
+                id: id.clone(),
+                mail: mail.to_owned(),
+                other_mails: Vec::new(),
+                user_type: user_type.to_owned(),
+                external_user_state: state.map(str::to_owned),
+                external_user_state_change: changed
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+                display_name: None,
+                unreplicated: 0,
+            },
+        );
+        id
+    }
+
+    pub fn user(&self, mail: &str) -> Option<DirectoryUser> {
+        self.inner().users.get(&mail.to_ascii_lowercase()).cloned()
+    }
+
+    /// New guests are answered 404 on their first `n` group additions.
+    pub fn set_replication_lag(&self, n: u32) {
+        self.inner().replication_lag = n;
+    }
+
+    /// Creates an empty group.
+    pub fn add_group(&self, id: &str) {
+        self.inner().groups.insert(id.to_owned(), Vec::new());
+    }
+
+    pub fn group_members(&self, id: &str) -> Vec<String> {
+        self.inner().groups.get(id).cloned().unwrap_or_default()
+    }
+
+    pub fn user_queries(&self) -> Vec<UserQuery> {
+        self.inner().user_queries.clone()
+    }
+
+    pub fn group_calls(&self) -> Vec<GroupCall> {
+        self.inner().group_calls.clone()
+    }
+}
+
+/// The bearer token is one issued here and unexpired.
+fn authorized(s: &Shared, headers: &HeaderMap) -> bool {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| {
+            s.inner
+                .lock()
+                .unwrap()
+                .tokens
+                .get(t)
+                .is_some_and(|exp| *exp > Instant::now())
+        })
+}
+
+fn unauthorized() -> Response {
+    graph_error(
+        401,
+        "InvalidAuthenticationToken",
+        "Access token is empty or invalid.",
+    )
+}
+
+/// An OData string literal: `'…'` with `'` doubled.
+fn odata_literal(v: &str) -> String {
+    format!("'{}'", v.replace('\'', "''"))
+}
+
+/// Reads the OData string literal at the start of `s`: its value and the rest.
+fn read_literal(s: &str) -> Option<(String, &str)> {
+    let mut rest = s.strip_prefix('\'')?;
+    let mut out = String::new();
+    loop {
+        let i = rest.find('\'')?;
+        out.push_str(&rest[..i]);
+        rest = &rest[i + 1..];
+        if let Some(r) = rest.strip_prefix('\'') {
+            out.push('\'');
+            rest = r;
+        } else {
+            return Some((out, rest));
+        }
+    }
+}
+
+/// The address of the documented existing-user query, if `filter` is exactly that query.
+fn existing_user_query(filter: &str) -> Option<String> {
+    let (email, _) = read_literal(filter.strip_prefix("userPrincipalName eq ")?)?;
+    let q = odata_literal(&email);
+    let smtp = odata_literal(&format!("SMTP:{email}"));
+    let expected = format!(
+        "userPrincipalName eq {q} or mail eq {q} or proxyAddresses/any(x:x eq {smtp}) or otherMails/any(x:x eq {q})"
+    );
+    (filter == expected).then_some(email)
+}
+
+fn user_json(u: &DirectoryUser, select: Option<&str>) -> Value {
+    let all = json!({
+        "id": u.id,
+        "mail": u.mail,
+        "userType": u.user_type,
+        "externalUserState": u.external_user_state,
+        "externalUserStateChangeDateTime": u.external_user_state_change,
+        "displayName": u.display_name,
+        "otherMails": u.other_mails,
+    });
+    match select {
+        None => all,
+        Some(sel) => {
+            let mut out = serde_json::Map::new();
+            for k in sel.split(',') {
+                if let Some(v) = all.get(k.trim()) {
+                    out.insert(k.trim().to_owned(), v.clone());
+                }
+            }
+            Value::Object(out)
+        }
+    }
+}
+
+async fn users(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let params: HashMap<String, String> = url_form(query.unwrap_or_default().as_bytes());
+    let filter = params.get("$filter").cloned().unwrap_or_default();
+    let consistency = headers
+        .get("consistencylevel")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let record = |status: u16| {
+        s.inner.lock().unwrap().user_queries.push(UserQuery {
+            filter: filter.clone(),
+            select: params.get("$select").cloned(),
+            consistency_level: consistency.clone(),
+            count: params.get("$count").cloned(),
+            status,
+        });
+    };
+    if !authorized(&s, &headers) {
+        record(401);
+        return unauthorized();
+    }
+    if filter.contains("/any(")
+        && (consistency.as_deref() != Some("eventual")
+            || params.get("$count").map(String::as_str) != Some("true"))
+    {
+        record(400);
+        return graph_error(
+            400,
+            "Request_UnsupportedQuery",
+            "Unsupported query: the any() lambda needs the advanced query parameters (ConsistencyLevel: eventual and $count=true).",
+        );
+    }
+    let select = params.get("$select").map(String::as_str);
+    let found: Vec<Value> = {
+        let inner = s.inner.lock().unwrap();
+        if let Some(email) = existing_user_query(&filter) {
+            let e = email.to_ascii_lowercase();
+            inner
+                .users
+                .values()
+                .filter(|u| {
+                    u.mail.eq_ignore_ascii_case(&e)
+                        || u.other_mails.iter().any(|m| m.eq_ignore_ascii_case(&e))
+                })
+                .map(|u| user_json(u, select))
+                .collect()
+        } else if filter == "externalUserState eq 'PendingAcceptance'" {
+            inner
+                .users
+                .values()
+                .filter(|u| u.external_user_state.as_deref() == Some("PendingAcceptance"))
+                .map(|u| user_json(u, select))
+                .collect()
+        } else {
+            drop(inner);
+            record(400);
+            return graph_error(
+                400,
+                "BadRequest",
+                "Invalid filter clause: the emulator accepts the documented existing-user query and externalUserState eq 'PendingAcceptance'.",
+            );
+        }
+    };
+    record(200);
+    let mut body = json!({
+        "@odata.context": format!("{}/v1.0/$metadata#users", s.base_url),
+        "value": found,
+    });
+    if params.get("$count").map(String::as_str) == Some("true") {
+        body["@odata.count"] = json!(body["value"].as_array().map_or(0, Vec::len));
+    }
+    axum::Json(body).into_response()
+}
+
+async fn add_member(
+    State(s): State<Arc<Shared>>,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (status, response) = add_member_response(&s, &group, &headers, &parsed);
+    s.inner.lock().unwrap().group_calls.push(GroupCall {
+        group,
+        body: parsed,
+        status,
+    });
+    response
+}
+
+fn add_member_response(
+    s: &Shared,
+    group: &str,
+    headers: &HeaderMap,
+    body: &Value,
+) -> (u16, Response) {
+    if !authorized(s, headers) {
+        return (401, unauthorized());
+    }
+    let prefix = format!("{}/v1.0/directoryObjects/", s.base_url);
+    let user_id = match body.as_object() {
+        Some(o) if o.len() == 1 => o
+            .get("@odata.id")
+            .and_then(Value::as_str)
+            .and_then(|v| v.strip_prefix(&prefix))
+            .map(str::to_owned),
+        _ => None,
+    };
+    let Some(user_id) = user_id else {
+        return (
+            400,
+            graph_error(
+                400,
+                "Request_BadRequest",
+                "Invalid object identifier: the body must be {\"@odata.id\": \"{graph}/v1.0/directoryObjects/{id}\"}.",
+            ),
+        );
+    };
+    let mut inner = s.inner.lock().unwrap();
+    if !inner.groups.contains_key(group) {
+        return (
+            404,
+            graph_error(
+                404,
+                "Request_ResourceNotFound",
+                &format!(
+                    "Resource '{group}' does not exist or one of its queried reference-property objects are not present."
+                ),
+            ),
+        );
+    }
+    let Some(user) = inner.users.values_mut().find(|u| u.id == user_id) else {
+        return (
+            404,
+            graph_error(
+                404,
+                "Request_ResourceNotFound",
+                &format!(
+                    "Resource '{user_id}' does not exist or one of its queried reference-property objects are not present."
+                ),
+            ),
+        );
+    };
+    if user.unreplicated > 0 {
+        user.unreplicated -= 1;
+        return (
+            404,
+            graph_error(
+                404,
+                "Request_ResourceNotFound",
+                &format!(
+                    "Resource '{user_id}' does not exist or one of its queried reference-property objects are not present."
+                ),
+            ),
+        );
+    }
+    let members = inner.groups.get_mut(group).expect("checked above");
+    if members.contains(&user_id) {
+        return (
+            400,
+            graph_error(
+                400,
+                "Request_BadRequest",
+                "One or more added object references already exist for the following modified properties: 'members'.",
+            ),
+        );
+    }
+    members.push(user_id);
+    (204, StatusCode::NO_CONTENT.into_response())
 }
 
 fn graph_error(status: u16, code: &str, message: &str) -> Response {
@@ -371,6 +733,54 @@ const INVITATION_PROPERTIES: &[(&str, &str)] = &[
     ("invitedUserSponsors", "array"),
 ];
 
+/// The shapes of `invitedUserSponsors` and `invitedUserMessageInfo`.
+fn check_relationships(obj: &serde_json::Map<String, Value>) -> Result<(), String> {
+    if let Some(sponsors) = obj.get("invitedUserSponsors").and_then(Value::as_array) {
+        if sponsors.len() > 5 {
+            return Err("A guest can have at most 5 sponsors.".into());
+        }
+        for sp in sponsors {
+            let ok = sp.as_object().is_some_and(|o| {
+                o.keys().all(|k| k == "id" || k == "@odata.type")
+                    && o.get("id")
+                        .and_then(Value::as_str)
+                        .is_some_and(|id| uuid::Uuid::parse_str(id).is_ok())
+            });
+            if !ok {
+                return Err(
+                    "invitedUserSponsors must be directory objects with an id (GUID).".into(),
+                );
+            }
+        }
+    }
+    if let Some(info) = obj.get("invitedUserMessageInfo") {
+        let o = info
+            .as_object()
+            .ok_or("invitedUserMessageInfo must be an object.")?;
+        for (k, v) in o {
+            let ok = match k.as_str() {
+                "messageLanguage" | "customizedMessageBody" => v.is_string() || v.is_null(),
+                "ccRecipients" => v.as_array().is_some_and(|a| {
+                    a.iter().all(|r| {
+                        r.get("emailAddress")
+                            .and_then(|e| e.get("address"))
+                            .and_then(Value::as_str)
+                            .is_some_and(|a| a.contains('@'))
+                    })
+                }),
+                "@odata.type" => true,
+                _ => false,
+            };
+            if !ok {
+                return Err(format!(
+                    "Property '{k}' of invitedUserMessageInfo is invalid or does not exist."
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 const FORBIDDEN: &[char] = &[
     '~', '!', '#', '$', '%', '^', '&', '*', '(', ')', '+', '=', '[', ']', '{', '}', '\\', '/', '|',
     ';', ':', '"', '<', '>', '?', ',',
@@ -449,27 +859,8 @@ async fn invitation_response(
         Some(Fault::Delay(_) | Fault::CommitThenStall(_)) | None => {}
     }
 
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let valid = token.is_some_and(|t| {
-        s.inner
-            .lock()
-            .unwrap()
-            .tokens
-            .get(t)
-            .is_some_and(|exp| *exp > Instant::now())
-    });
-    if !valid {
-        return (
-            401,
-            graph_error(
-                401,
-                "InvalidAuthenticationToken",
-                "Access token is empty or invalid.",
-            ),
-        );
+    if !authorized(s, headers) {
+        return (401, unauthorized());
     }
     if !headers
         .get("content-type")
@@ -572,13 +963,96 @@ async fn invitation_response(
             ),
         );
     }
+    if let Err(message) = check_relationships(obj) {
+        return (400, graph_error(400, "BadRequest", &message));
+    }
+    let reset = obj.get("resetRedemption").and_then(Value::as_bool) == Some(true);
+    let invited_user = obj
+        .get("invitedUser")
+        .and_then(|u| u.get("id"))
+        .and_then(Value::as_str);
     let user_id = {
         let mut inner = s.inner.lock().unwrap();
-        inner
-            .users
-            .entry(email.to_ascii_lowercase())
-            .or_insert_with(|| uuid::Uuid::new_v4().to_string())
-            .clone()
+        let lag = inner.replication_lag;
+        match (reset, invited_user) {
+            (true, Some(id)) => {
+                let Some(u) = inner.users.values().find(|u| u.id == id) else {
+                    return (
+                        404,
+                        graph_error(
+                            404,
+                            "Request_ResourceNotFound",
+                            "The invited user does not exist.",
+                        ),
+                    );
+                };
+                if !u.mail.eq_ignore_ascii_case(email)
+                    && !u.other_mails.iter().any(|m| m.eq_ignore_ascii_case(email))
+                {
+                    return (
+                        400,
+                        graph_error(
+                            400,
+                            "BadRequest",
+                            "The email address provided doesn't match any emails on the user object.",
+                        ),
+                    );
+                }
+                let id = u.id.clone();
+                if let Some(u) = inner.users.values_mut().find(|u| u.id == id) {
+                    u.external_user_state = Some("PendingAcceptance".into());
+                }
+                id
+            }
+            (true, None) => {
+                return (
+                    400,
+                    graph_error(
+                        400,
+                        "BadRequest",
+                        "invitedUser with an id is required when resetRedemption is true.",
+                    ),
+                );
+            }
+            (false, Some(_)) => {
+                return (
+                    400,
+                    graph_error(
+                        400,
+                        "BadRequest",
+                        "invitedUser can only be set to reset the redemption (resetRedemption: true).",
+                    ),
+                );
+            }
+            (false, None) => {
+                let user_type = obj
+                    .get("invitedUserType")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Guest")
+                    .to_owned();
+                let display_name = obj
+                    .get("invitedUserDisplayName")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                inner
+                    .users
+                    .entry(email.to_ascii_lowercase())
+                    .or_insert_with(|| DirectoryUser {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        mail: email.to_owned(),
+                        other_mails: Vec::new(),
+                        user_type,
+                        external_user_state: Some("PendingAcceptance".into()),
+                        external_user_state_change: time::OffsetDateTime::now_utc()
+                            .format(&time::format_description::well_known::Rfc3339)
+                            .unwrap_or_default(),
+                        display_name,
+                        unreplicated: lag,
+                    })
+                    .id
+                    .clone()
+            }
+        }
     };
     let ticket = uuid::Uuid::new_v4().simple().to_string();
     let redeem = format!(
@@ -598,7 +1072,7 @@ async fn invitation_response(
         "resetRedemption": obj.get("resetRedemption").cloned().unwrap_or(json!(false)),
         "inviteRedirectUrl": obj.get("inviteRedirectUrl").cloned(),
         "status": "PendingAcceptance",
-        "invitedUserMessageInfo": {"messageLanguage": null, "customizedMessageBody": null, "ccRecipients": []},
+        "invitedUserMessageInfo": obj.get("invitedUserMessageInfo").cloned().unwrap_or(json!({"messageLanguage": null, "customizedMessageBody": null, "ccRecipients": []})),
         "invitedUser": {"id": user_id, "userPrincipalName": upn},
     });
     if strip_redeem {

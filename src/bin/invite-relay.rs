@@ -53,8 +53,9 @@ fn run(args: Vec<String>) -> Result<(), String> {
         .map(|d| d.trim().to_owned())
         .filter(|d| !d.is_empty())
         .collect();
-    let (sources, delivery) =
-        load_relay(config.as_deref(), &tenant_domains).map_err(|e| e.to_string())?;
+    let invite_relay::config::Relay {
+        sources, delivery, ..
+    } = load_relay(config.as_deref(), &tenant_domains).map_err(|e| e.to_string())?;
     let source_name = opts.get("source").map_or("generic", String::as_str);
     let source = sources
         .get(source_name)

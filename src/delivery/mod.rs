@@ -467,6 +467,9 @@ pub struct Extras {
     pub language: Option<String>,
     /// Checked: a valid address (CC permission is per channel).
     pub owner_email: Option<String>,
+    /// Checked: an object id (a GUID).
+    #[serde(default)]
+    pub owner_id: Option<String>,
     pub fields: BTreeMap<String, String>,
 }
 
@@ -475,7 +478,7 @@ impl Extras {
     /// the owner as a valid address.
     ///
     /// # Errors
-    /// When the owner's address is not valid.
+    /// When the owner's address or id is not valid.
     pub fn from_event(event: &crate::inbound::CrmEvent) -> Result<Self, &'static str> {
         Ok(Self {
             event_type: event.event_type.clone(),
@@ -502,6 +505,18 @@ impl Extras {
                     InviteeEmail::parse(raw)
                         .map(|e| e.as_str().to_owned())
                         .map_err(|_| "the owner email is not a valid address")
+                })
+                .transpose()?,
+            owner_id: event
+                .owner_id
+                .as_deref()
+                .map(|id| {
+                    let id = id.trim().to_ascii_lowercase();
+                    if crate::lifecycle::is_object_id(&id) {
+                        Ok(id)
+                    } else {
+                        Err("the owner id is not an object id (a GUID)")
+                    }
                 })
                 .transpose()?,
             fields: event.fields.clone(),

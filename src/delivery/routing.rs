@@ -17,6 +17,9 @@ pub struct RouteSpec {
     pub when: Option<toml::Spanned<String>>,
     /// The channels this rule delivers to, by name.
     pub channels: Vec<String>,
+    /// Groups (object ids) guests on this route join, besides `[invitations] groups`.
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -24,6 +27,7 @@ pub struct Route {
     pub name: String,
     when: Option<Expr>,
     pub channels: Vec<String>,
+    pub groups: Vec<String>,
 }
 
 /// The compiled rules, in order.
@@ -56,10 +60,12 @@ impl Routes {
                     })
                 })
                 .transpose()?;
+            crate::lifecycle::check_ids(&format!("{at}.groups"), &spec.groups)?;
             let route = Route {
                 name: spec.name.unwrap_or_else(|| format!("route-{}", i + 1)),
                 when,
                 channels: spec.channels,
+                groups: spec.groups,
             };
             if let Some(known) = known {
                 route

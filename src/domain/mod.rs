@@ -7,5 +7,5 @@ mod redirect;
 
 pub use display_name::DisplayName;
 pub use email::{DomainPolicy, EmailRule, InviteeEmail};
-pub use invitation::{Invitation, InvitationRequest, UserType};
+pub use invitation::{Invitation, InvitationRequest, MAX_SPONSORS, MessageInfo, UserType};
 pub use redirect::{RedirectPolicy, RedirectRule, RedirectUrl};

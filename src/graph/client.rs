@@ -1,4 +1,5 @@
-//! `POST /v1.0/invitations`.
+//! Graph calls: `POST /invitations`, the existing-user query, pending guests, and group
+//! membership.
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -13,6 +14,8 @@ use crate::domain::{Invitation, InvitationRequest};
 pub struct GraphClient {
     http: reqwest::Client,
     invitations: String,
+    /// `{graph}/v1.0`
+    api: String,
     tokens: TokenProvider,
 }
 
@@ -30,11 +33,60 @@ struct InvitedUser {
     id: Option<String>,
 }
 
+/// A user found by the existing-user query.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectoryUser {
+    pub id: String,
+    /// `Guest` or `Member`.
+    pub user_type: Option<String>,
+    /// `PendingAcceptance` or `Accepted` for invited users; absent for members.
+    pub external_user_state: Option<String>,
+    pub external_user_state_change_date_time: Option<String>,
+    pub mail: Option<String>,
+    pub display_name: Option<String>,
+}
+
+impl DirectoryUser {
+    pub fn is_guest(&self) -> bool {
+        self.user_type.as_deref() == Some("Guest")
+    }
+    pub fn has_redeemed(&self) -> bool {
+        self.external_user_state.as_deref() == Some("Accepted")
+    }
+}
+
+/// What adding a user to a group came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupAdd {
+    Added,
+    AlreadyMember,
+}
+
+/// Quotes a value for an OData string literal: `'` is doubled.
+pub fn odata_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The existing-user query from the B2B API guidance: the address as a sign-in name, mail,
+/// SMTP proxy address or other mail.
+pub fn existing_user_filter(email: &str) -> String {
+    let q = odata_quote(email);
+    let smtp = odata_quote(&format!("SMTP:{email}"));
+    format!(
+        "userPrincipalName eq {q} or mail eq {q} or proxyAddresses/any(x:x eq {smtp}) or otherMails/any(x:x eq {q})"
+    )
+}
+
+const USER_SELECT: &str =
+    "id,userType,externalUserState,externalUserStateChangeDateTime,mail,displayName";
+
 impl GraphClient {
     pub fn new(http: reqwest::Client, cfg: &GraphConfig) -> Self {
         Self {
             tokens: TokenProvider::new(http.clone(), cfg),
             invitations: cfg.invitations_endpoint(),
+            api: format!("{}/v1.0", cfg.api_url.as_str().trim_end_matches('/')),
             http,
         }
     }
@@ -43,8 +95,35 @@ impl GraphClient {
         &self.tokens
     }
 
-    /// Creates the invitation. A 401 from Graph drops the cached token and retries once with a
-    /// fresh one.
+    /// Sends one Graph request with an app-only token. A 401 drops the cached token and
+    /// retries once with a fresh one. Answers the status and body of any HTTP answer.
+    async fn call(
+        &self,
+        credential: &ClientCredential,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>), GraphError> {
+        let mut refreshed = false;
+        loop {
+            let token = self.tokens.token(credential).await?;
+            let resp = build(&self.http)
+                .bearer_auth(token.expose_secret())
+                .send()
+                .await
+                .map_err(|e| transport(&e))?;
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let body = resp.bytes().await.map_err(|e| transport(&e))?.to_vec();
+            if status == 401 && !refreshed {
+                tracing::warn!("Graph refused the cached token; retrying once with a fresh one");
+                self.tokens.invalidate().await;
+                refreshed = true;
+                continue;
+            }
+            return Ok((status, headers, body));
+        }
+    }
+
+    /// Creates the invitation.
     ///
     /// # Errors
     /// [`GraphError`], classified for the caller to map to a status.
@@ -54,33 +133,9 @@ impl GraphClient {
         credential: &ClientCredential,
         req: &InvitationRequest,
     ) -> Result<Invitation, GraphError> {
-        match self.invite_once(credential, req).await {
-            Err(GraphError::TokenRefused(_)) => {
-                tracing::warn!("Graph refused the cached token; retrying once with a fresh one");
-                self.tokens.invalidate().await;
-                self.invite_once(credential, req).await
-            }
-            other => other,
-        }
-    }
-
-    async fn invite_once(
-        &self,
-        credential: &ClientCredential,
-        req: &InvitationRequest,
-    ) -> Result<Invitation, GraphError> {
-        let token = self.tokens.token(credential).await?;
-        let resp = self
-            .http
-            .post(&self.invitations)
-            .bearer_auth(token.expose_secret())
-            .json(req)
-            .send()
-            .await
-            .map_err(|e| transport(&e))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| transport(&e))?;
+        let (status, headers, body) = self
+            .call(credential, |http| http.post(&self.invitations).json(req))
+            .await?;
         if status != 201 && status != 200 {
             let e = classify(status, &headers, &body);
             tracing::warn!(status, error = %e, "Graph refused the invitation");
@@ -110,5 +165,136 @@ impl GraphClient {
             status: r.status.unwrap_or_default(),
             redeem_url,
         })
+    }
+
+    /// `GET /users` with `filter` (an advanced query: `ConsistencyLevel: eventual` and
+    /// `$count=true`, which the `any` lambdas over collections need).
+    async fn users(
+        &self,
+        credential: &ClientCredential,
+        filter: &str,
+        top: u32,
+    ) -> Result<Vec<DirectoryUser>, GraphError> {
+        #[derive(Deserialize)]
+        struct Page {
+            value: Vec<DirectoryUser>,
+        }
+        let top = top.to_string();
+        let url = url::Url::parse_with_params(
+            &format!("{}/users", self.api),
+            [
+                ("$filter", filter),
+                ("$select", USER_SELECT),
+                ("$count", "true"),
+                ("$top", top.as_str()),
+            ],
+        )
+        .map_err(|_| GraphError::InvalidResponse("the Graph URL is not valid"))?;
+        let (status, headers, body) = self
+            .call(credential, |http| {
+                http.get(url.clone()).header("ConsistencyLevel", "eventual")
+            })
+            .await?;
+        if status != 200 {
+            let e = classify(status, &headers, &body);
+            tracing::warn!(status, error = %e, "Graph refused the user query");
+            return Err(e);
+        }
+        serde_json::from_slice::<Page>(&body)
+            .map(|p| p.value)
+            .map_err(|_| GraphError::InvalidResponse("the users response is not a user list"))
+    }
+
+    /// The directory user whose sign-in name, mail, proxy address or other mail is `email`.
+    ///
+    /// # Errors
+    /// [`GraphError`] (`User.Read.All` is needed).
+    #[tracing::instrument(name = "graph.find_user", skip_all)]
+    pub async fn find_user(
+        &self,
+        credential: &ClientCredential,
+        email: &str,
+    ) -> Result<Option<DirectoryUser>, GraphError> {
+        Ok(self
+            .users(credential, &existing_user_filter(email), 2)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Guests whose invitation is still pending (`externalUserState eq 'PendingAcceptance'`).
+    ///
+    /// # Errors
+    /// [`GraphError`] (`User.Read.All` is needed).
+    pub async fn pending_guests(
+        &self,
+        credential: &ClientCredential,
+    ) -> Result<Vec<DirectoryUser>, GraphError> {
+        self.users(credential, "externalUserState eq 'PendingAcceptance'", 999)
+            .await
+    }
+
+    /// Adds `user_id` to the group; "already a member" counts as done.
+    ///
+    /// # Errors
+    /// [`GraphError`]; a 404 right after the invitation is usually replication delay and is
+    /// reported as `Unavailable` so callers retry it.
+    #[tracing::instrument(name = "graph.add_member", skip_all)]
+    pub async fn add_to_group(
+        &self,
+        credential: &ClientCredential,
+        group_id: &str,
+        user_id: &str,
+    ) -> Result<GroupAdd, GraphError> {
+        let url = format!("{}/groups/{group_id}/members/$ref", self.api);
+        let body = serde_json::json!({
+            "@odata.id": format!("{}/directoryObjects/{user_id}", self.api)
+        });
+        let (status, headers, resp) = self
+            .call(credential, |http| http.post(&url).json(&body))
+            .await?;
+        match status {
+            204 | 200 => Ok(GroupAdd::Added),
+            400 if already_member(&resp) => Ok(GroupAdd::AlreadyMember),
+            404 => Err(GraphError::Unavailable {
+                reason: "HTTP 404 (not replicated yet)".into(),
+                retry_after: None,
+            }),
+            _ => Err(classify(status, &headers, &resp)),
+        }
+    }
+}
+
+/// Graph's answer to adding a member twice: 400 with a message about existing references
+/// (the code is the generic `Request_BadRequest`, so the message is the only signal).
+fn already_member(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .is_some_and(|m| m.contains("object references already exist"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn existing_user_query_escapes_quotes() {
+        assert_eq!(
+            existing_user_filter("o'brien@partner.example"),
+            "userPrincipalName eq 'o''brien@partner.example' or mail eq 'o''brien@partner.example' \
+             or proxyAddresses/any(x:x eq 'SMTP:o''brien@partner.example') \
+             or otherMails/any(x:x eq 'o''brien@partner.example')"
+        );
+    }
+
+    #[test]
+    fn already_member_is_recognised_by_graphs_message() {
+        assert!(already_member(
+            br#"{"error":{"code":"Request_BadRequest","message":"One or more added object references already exist for the following modified properties: 'members'."}}"#
+        ));
+        assert!(!already_member(
+            br#"{"error":{"code":"Request_BadRequest","message":"Invalid object identifier"}}"#
+        ));
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 pub enum GraphError {
     /// Graph refused the request for good (4xx other than 401/408/429): retrying the same
     /// event will fail the same way.
-    #[error("Graph refused the invitation: HTTP {status}, code {code}")]
+    #[error("Graph refused the request: HTTP {status}, code {code}")]
     Rejected { status: u16, code: String },
     /// Graph throttled the call (429): try again after `retry_after`.
     #[error("Graph throttled the request")]

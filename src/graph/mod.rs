@@ -5,6 +5,6 @@ mod client;
 mod error;
 mod token;
 
-pub use client::GraphClient;
+pub use client::{DirectoryUser, GraphClient, GroupAdd, existing_user_filter, odata_quote};
 pub use error::GraphError;
 pub use token::{ClientCredential, TokenProvider};

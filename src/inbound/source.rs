@@ -57,8 +57,10 @@ pub struct MapSpec {
     pub company: Option<toml::Spanned<String>>,
     /// The invitee's preferred language (`de`, `fr-CA`): chooses message templates.
     pub language: Option<toml::Spanned<String>>,
-    /// The account owner's email: CC on email deliveries, available to templates.
+    /// The account owner's email: CC on email deliveries, sponsor, available to templates.
     pub owner_email: Option<toml::Spanned<String>>,
+    /// The account owner's Entra object id, when the CRM knows it: the sponsor.
+    pub owner_id: Option<toml::Spanned<String>>,
     /// Further values for routing rules and templates (`fields.region`, `fields.pipeline`).
     #[serde(default)]
     pub fields: BTreeMap<String, toml::Spanned<String>>,
@@ -103,6 +105,7 @@ impl MapSpec {
             company: self.company.or_else(|| b.company.clone()),
             language: self.language.or_else(|| b.language.clone()),
             owner_email: self.owner_email.or_else(|| b.owner_email.clone()),
+            owner_id: self.owner_id.or_else(|| b.owner_id.clone()),
             fields: {
                 let mut f = b.fields.clone();
                 f.extend(self.fields);
@@ -158,6 +161,7 @@ struct Mapping {
     company: Option<Expr>,
     language: Option<Expr>,
     owner_email: Option<Expr>,
+    owner_id: Option<Expr>,
     fields: Vec<(String, Expr)>,
 }
 
@@ -191,6 +195,8 @@ pub struct CrmEvent {
     pub language: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub fields: BTreeMap<String, String>,
 }
@@ -314,6 +320,7 @@ impl Source {
             company: opt("map.company", &m.company)?,
             language: opt("map.language", &m.language)?,
             owner_email: opt("map.owner_email", &m.owner_email)?,
+            owner_id: opt("map.owner_id", &m.owner_id)?,
             fields: {
                 if m.fields.len() > MAX_FIELDS {
                     return Err(format!(
@@ -439,6 +446,7 @@ impl Source {
             company: optional_string(m.company.as_ref(), &ctx)?,
             language: optional_string(m.language.as_ref(), &ctx)?,
             owner_email: optional_string(m.owner_email.as_ref(), &ctx)?,
+            owner_id: optional_string(m.owner_id.as_ref(), &ctx)?,
             fields: m
                 .fields
                 .iter()

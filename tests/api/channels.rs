@@ -457,7 +457,7 @@ fn render_command_reproduces_the_documented_examples() {
         "email.de.html",
         "slack.en.json",
         "teams.en.json",
-        "crm-hook.json",
+        "webhook.json",
     ] {
         assert!(rendered.contains(n), "{n}");
     }

@@ -9,6 +9,7 @@ mod faults;
 mod fuzz;
 mod generic;
 mod graph_errors;
+mod lifecycle;
 mod presets;
 mod refusals;
 mod reliability;

@@ -1,0 +1,202 @@
+//! The invitation's lifecycle around `POST /invitations`: what happens when the invitee already
+//! exists in the directory, who sponsors the guest, and which groups they join.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::MAX_SPONSORS;
+use crate::graph::DirectoryUser;
+
+/// What to do when the invitee already exists in the directory (found with the existing-user
+/// query: sign-in name, mail, SMTP proxy address or other mail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExistingUsers {
+    /// Don't look: invite (Graph gives an existing guest a fresh link). Needs only
+    /// `User.Invite.All`.
+    #[default]
+    Invite,
+    /// Answer "exists" without inviting.
+    Skip,
+    /// A fresh link for a guest who hasn't redeemed; "exists" for one who has.
+    Reinvite,
+    /// Reset the guest's redemption (`resetRedemption`) and send a fresh link. Needs
+    /// `User.ReadWrite.All`.
+    Reset,
+}
+
+/// `[invitations]` as written in `RELAY_CONFIG`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvitationSpec {
+    pub existing_users: Option<ExistingUsers>,
+    /// Make the event's owner (`map.owner_email` or `map.owner_id`) the guest's sponsor.
+    #[serde(default)]
+    pub sponsor_owner: bool,
+    /// Sponsors for every guest (user or group object ids).
+    #[serde(default)]
+    pub sponsors: Vec<String>,
+    /// Groups every new guest joins (object ids); routes can add more.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// `[invitations]`, checked.
+#[derive(Debug, Clone, Default)]
+pub struct Lifecycle {
+    pub existing_users: ExistingUsers,
+    pub sponsor_owner: bool,
+    pub sponsors: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+/// A directory object id: a GUID.
+pub fn is_object_id(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Checks a list of object ids from configuration.
+///
+/// # Errors
+/// Names the setting and the first value that is not a GUID.
+pub fn check_ids(at: &str, ids: &[String]) -> Result<(), String> {
+    match ids.iter().find(|id| !is_object_id(id)) {
+        Some(bad) => Err(format!("{at}: {bad:?} is not an object id (a GUID)")),
+        None => Ok(()),
+    }
+}
+
+impl Lifecycle {
+    /// # Errors
+    /// One line naming the setting at fault.
+    pub fn compile(spec: InvitationSpec) -> Result<Self, String> {
+        check_ids("invitations.sponsors", &spec.sponsors)?;
+        check_ids("invitations.groups", &spec.groups)?;
+        if spec.sponsors.len() > MAX_SPONSORS {
+            return Err(format!(
+                "invitations.sponsors: at most {MAX_SPONSORS} (Graph's limit per guest)"
+            ));
+        }
+        Ok(Self {
+            existing_users: spec.existing_users.unwrap_or_default(),
+            sponsor_owner: spec.sponsor_owner,
+            sponsors: spec.sponsors,
+            groups: spec.groups,
+        })
+    }
+
+    /// Whether the existing-user query runs before inviting.
+    pub fn looks_up_users(&self) -> bool {
+        self.existing_users != ExistingUsers::Invite
+    }
+}
+
+/// What to do for one invitee.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Invite,
+    /// Invite with `resetRedemption` for this user id.
+    Reset(String),
+    /// Don't invite: the user exists (`why`: `member`, `guest` or `redeemed`).
+    Exists {
+        user_id: String,
+        why: &'static str,
+    },
+}
+
+/// Applies the policy to the query's result. Members of the tenant are never invited.
+pub fn decide(policy: ExistingUsers, found: Option<&DirectoryUser>) -> Decision {
+    let Some(user) = found else {
+        return Decision::Invite;
+    };
+    let exists = |why| Decision::Exists {
+        user_id: user.id.clone(),
+        why,
+    };
+    if !user.is_guest() {
+        return exists("member");
+    }
+    match policy {
+        ExistingUsers::Invite => Decision::Invite,
+        ExistingUsers::Skip => exists("guest"),
+        ExistingUsers::Reinvite if user.has_redeemed() => exists("redeemed"),
+        ExistingUsers::Reinvite => Decision::Invite,
+        ExistingUsers::Reset => Decision::Reset(user.id.clone()),
+    }
+}
+
+/// One group's outcome, as reported in the answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupOutcome {
+    pub id: String,
+    /// `added`, `already-member` or `failed`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(user_type: &str, state: Option<&str>) -> DirectoryUser {
+        DirectoryUser {
+            id: "0b9d2f4e-6a8c-4e1f-9a3b-5c7d9e1f2a4b".into(),
+            user_type: Some(user_type.into()),
+            external_user_state: state.map(str::to_owned),
+            external_user_state_change_date_time: None,
+            mail: None,
+            display_name: None,
+        }
+    }
+
+    #[test]
+    fn policies() {
+        use ExistingUsers::*;
+        let pending = user("Guest", Some("PendingAcceptance"));
+        let redeemed = user("Guest", Some("Accepted"));
+        let member = user("Member", None);
+        assert_eq!(decide(Skip, None), Decision::Invite);
+        for p in [Invite, Skip, Reinvite, Reset] {
+            assert!(matches!(
+                decide(p, Some(&member)),
+                Decision::Exists { why: "member", .. }
+            ));
+        }
+        assert!(matches!(
+            decide(Skip, Some(&pending)),
+            Decision::Exists { why: "guest", .. }
+        ));
+        assert_eq!(decide(Reinvite, Some(&pending)), Decision::Invite);
+        assert!(matches!(
+            decide(Reinvite, Some(&redeemed)),
+            Decision::Exists {
+                why: "redeemed",
+                ..
+            }
+        ));
+        assert_eq!(
+            decide(Reset, Some(&redeemed)),
+            Decision::Reset(redeemed.id.clone())
+        );
+    }
+
+    #[test]
+    fn object_ids() {
+        assert!(is_object_id("0b9d2f4e-6a8c-4e1f-9a3b-5c7d9e1f2a4b"));
+        assert!(!is_object_id("0b9d2f4e6a8c4e1f9a3b5c7d9e1f2a4b"));
+        assert!(!is_object_id("ada@contoso.com"));
+        assert!(
+            Lifecycle::compile(InvitationSpec {
+                groups: vec!["sales".into()],
+                ..InvitationSpec::default()
+            })
+            .unwrap_err()
+            .contains("invitations.groups")
+        );
+    }
+}

@@ -1,0 +1,302 @@
+//! The invitation lifecycle through the real handler: existing-user policies (with the
+//! documented query), sponsors, groups with the replication delay, and Member gating — against
+//! the Graph emulator, which checks every request's shape.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const GROUP_ALL: &str = "6f1c2a3b-4d5e-4f60-8a9b-0c1d2e3f4a5b";
+const GROUP_EMEA: &str = "7a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
+const SPONSOR: &str = "1e2d3c4b-5a69-4788-9a0b-c1d2e3f4a5b6";
+
+async fn app(relay_config: &str) -> TestApp {
+    spawn_app_with(Options {
+        env: vec![("RELAY_CONFIG", relay_config.to_owned())],
+        ..Options::default()
+    })
+    .await
+}
+
+fn event(id: &str) -> Value {
+    let mut b = sample_body();
+    b["id"] = id.into();
+    b
+}
+
+#[tokio::test]
+async fn members_of_the_tenant_are_never_invited_and_the_query_is_the_documented_one() {
+    let t = app("[invitations]\nexisting_users = \"skip\"\n").await;
+    let id = t.graph.seed_user(SAMPLE_EMAIL, "Member", None, 0);
+    let a = t.post(&event("evt_member")).await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    assert_eq!(a.body["status"], "exists");
+    assert_eq!(a.body["existing"], "member");
+    assert_eq!(a.body["invitedUserId"], id.as_str());
+    assert!(t.graph.invitation_calls().is_empty());
+    assert!(t.slack.received().is_empty() && t.hook.received().is_empty());
+
+    let q = &t.graph.user_queries()[0];
+    assert_eq!(
+        q.filter,
+        format!(
+            "userPrincipalName eq '{e}' or mail eq '{e}' or proxyAddresses/any(x:x eq 'SMTP:{e}') or otherMails/any(x:x eq '{e}')",
+            e = SAMPLE_EMAIL
+        )
+    );
+    assert_eq!(q.consistency_level.as_deref(), Some("eventual"));
+    assert_eq!(q.count.as_deref(), Some("true"));
+    assert_eq!(q.status, 200);
+    // A repeat is a duplicate of the completed event, not a second lookup.
+    assert_eq!(
+        t.post(&event("evt_member")).await.body["status"],
+        "duplicate"
+    );
+    assert_eq!(t.graph.user_queries().len(), 1);
+    t.assert_logs_clean(&[SAMPLE_EMAIL]);
+}
+
+#[tokio::test]
+async fn quotes_in_addresses_are_escaped_in_the_query() {
+    let t = app("[invitations]\nexisting_users = \"skip\"\n").await;
+    let email = "o'brien@partner.example";
+    t.graph
+        .seed_user(email, "Guest", Some("PendingAcceptance"), 3);
+    let mut b = event("evt_quote");
+    b["invitee"]["email"] = email.into();
+    let a = t.post(&b).await;
+    assert_eq!(a.body["status"], "exists", "{}", a.raw);
+    assert_eq!(a.body["existing"], "guest");
+    assert!(
+        t.graph.user_queries()[0]
+            .filter
+            .contains("'o''brien@partner.example'")
+    );
+}
+
+#[tokio::test]
+async fn reinvite_gives_a_pending_guest_a_fresh_link_but_not_a_redeemed_one() {
+    let t = app("[invitations]\nexisting_users = \"reinvite\"\n").await;
+    let pending = t
+        .graph
+        .seed_user(SAMPLE_EMAIL, "Guest", Some("PendingAcceptance"), 10);
+    let a = t.post(&event("evt_pending")).await;
+    assert_eq!(a.body["status"], "invited", "{}", a.raw);
+    assert_eq!(a.body["invitedUserId"], pending.as_str(), "the same guest");
+    assert_eq!(t.slack.delivered().len(), 1);
+
+    t.graph
+        .seed_user("bob@partner.example", "Guest", Some("Accepted"), 30);
+    let mut b = event("evt_redeemed");
+    b["invitee"]["email"] = "bob@partner.example".into();
+    let a = t.post(&b).await;
+    assert_eq!(a.body["status"], "exists");
+    assert_eq!(a.body["existing"], "redeemed");
+    assert_eq!(t.graph.invitation_calls().len(), 1);
+}
+
+#[tokio::test]
+async fn reset_resets_the_redemption_of_the_existing_guest() {
+    let t = app("[invitations]\nexisting_users = \"reset\"\n").await;
+    let id = t
+        .graph
+        .seed_user(SAMPLE_EMAIL, "Guest", Some("Accepted"), 30);
+    let a = t.post(&event("evt_reset")).await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    assert_eq!(a.body["invitedUserId"], id.as_str());
+    let call = &t.graph.invitation_calls()[0];
+    assert_eq!(call.status, 201);
+    assert_eq!(call.body["resetRedemption"], true);
+    assert_eq!(call.body["invitedUser"], json!({"id": id}));
+    assert_eq!(
+        t.graph
+            .user(SAMPLE_EMAIL)
+            .unwrap()
+            .external_user_state
+            .as_deref(),
+        Some("PendingAcceptance")
+    );
+    // A new address is invited normally (no reset without a user).
+    let mut b = event("evt_new");
+    b["invitee"]["email"] = "new@partner.example".into();
+    assert_eq!(t.post(&b).await.status, 200);
+    assert!(
+        t.graph.invitation_calls()[1]
+            .body
+            .get("resetRedemption")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn without_a_policy_nothing_is_looked_up() {
+    let t = spawn_app().await;
+    assert_eq!(t.post(&sample_body()).await.status, 200);
+    assert!(
+        t.graph.user_queries().is_empty(),
+        "User.Invite.All suffices"
+    );
+}
+
+#[tokio::test]
+async fn the_owner_becomes_a_sponsor_by_email_or_object_id() {
+    let t = app(&format!(
+        "[invitations]\nsponsor_owner = true\nsponsors = [\"{SPONSOR}\"]\n"
+    ))
+    .await;
+    let grace = t
+        .graph
+        .seed_user("grace@contoso.example", "Member", None, 0);
+    let mut b = event("evt_sponsor_mail");
+    b["owner"] = json!({"email": "grace@contoso.example"});
+    assert_eq!(t.post(&b).await.status, 200);
+    assert_eq!(
+        t.graph.invitation_calls()[0].body["invitedUserSponsors"],
+        json!([{"id": grace}, {"id": SPONSOR}])
+    );
+
+    let owner_id = "2b3c4d5e-6f70-4819-a2b3-c4d5e6f70819";
+    let mut b = event("evt_sponsor_id");
+    b["invitee"]["email"] = "bob@partner.example".into();
+    b["owner"] = json!({"id": owner_id.to_uppercase()});
+    let before = t.graph.user_queries().len();
+    assert_eq!(t.post(&b).await.status, 200);
+    assert_eq!(
+        t.graph.invitation_calls()[1].body["invitedUserSponsors"],
+        json!([{"id": owner_id}, {"id": SPONSOR}])
+    );
+    assert_eq!(
+        t.graph.user_queries().len(),
+        before,
+        "an id needs no lookup"
+    );
+
+    // An owner unknown to the directory: the invitation goes ahead with the configured sponsor.
+    let mut b = event("evt_sponsor_unknown");
+    b["invitee"]["email"] = "carol@partner.example".into();
+    b["owner"] = json!({"email": "nobody@contoso.example"});
+    assert_eq!(t.post(&b).await.status, 200);
+    assert_eq!(
+        t.graph.invitation_calls()[2].body["invitedUserSponsors"],
+        json!([{"id": SPONSOR}])
+    );
+    assert!(t.logs.text().contains("sponsor_unresolved"));
+    t.assert_logs_clean(&["grace@contoso.example", "nobody@contoso.example"]);
+}
+
+#[tokio::test]
+async fn groups_are_joined_after_delivery_despite_replication_delay() {
+    let t = app(&format!(
+        "[invitations]\ngroups = [\"{GROUP_ALL}\"]\n\n[[routes]]\nwhen = \"fields.region == 'emea'\"\nchannels = [\"slack\", \"webhook\"]\ngroups = [\"{GROUP_EMEA}\"]\n\n[[routes]]\nchannels = [\"slack\", \"webhook\"]\n"
+    ))
+    .await;
+    t.graph.add_group(GROUP_ALL);
+    t.graph.add_group(GROUP_EMEA);
+    t.graph.set_replication_lag(2);
+    let mut b = event("evt_groups");
+    b.as_object_mut().unwrap().remove("delivery");
+    b["attributes"] = json!({"region": "emea"});
+    let a = t.post(&b).await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    let user = a.body["invitedUserId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        a.body["groups"],
+        json!([{"id": GROUP_ALL, "status": "added"}, {"id": GROUP_EMEA, "status": "added"}])
+    );
+    let calls = t.graph.group_calls();
+    assert_eq!(
+        calls
+            .iter()
+            .map(|c| (c.group.as_str(), c.status))
+            .collect::<Vec<_>>(),
+        [
+            (GROUP_ALL, 404),
+            (GROUP_ALL, 404),
+            (GROUP_ALL, 204),
+            (GROUP_EMEA, 204)
+        ]
+    );
+    assert_eq!(
+        calls[2].body,
+        json!({"@odata.id": format!("{}/v1.0/directoryObjects/{user}", t.graph.url)})
+    );
+    assert_eq!(t.graph.group_members(GROUP_ALL), vec![user.clone()]);
+    assert_eq!(t.graph.group_members(GROUP_EMEA), vec![user]);
+
+    // The same person again (a new event): already a member counts as done.
+    let mut b2 = event("evt_groups_again");
+    b2.as_object_mut().unwrap().remove("delivery");
+    let a = t.post(&b2).await;
+    assert_eq!(
+        a.body["groups"],
+        json!([{"id": GROUP_ALL, "status": "already-member"}])
+    );
+}
+
+#[tokio::test]
+async fn a_group_that_fails_is_reported_and_alarmed_without_losing_the_link() {
+    let t = app(&format!("[invitations]\ngroups = [\"{GROUP_ALL}\"]\n")).await;
+    // The group does not exist: every attempt is 404 until the retries run out.
+    let a = t
+        .post_until(
+            &sample_body(),
+            invite_relay::resilience::Deadline::after(std::time::Duration::from_secs(4)),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    assert_eq!(a.body["status"], "invited");
+    assert_eq!(a.body["delivered"], json!(["slack", "webhook"]));
+    assert_eq!(a.body["groups"][0]["status"], "failed");
+    assert!(t.graph.group_calls().len() > 1, "retried");
+    assert!(t.logs.text().contains("group_add_failed"));
+    assert_eq!(t.slack.delivered().len(), 1);
+}
+
+#[tokio::test]
+async fn member_invitations_only_when_allowed() {
+    let t = spawn_app_with(Options {
+        env: vec![("ALLOW_MEMBER_INVITATIONS", "true".into())],
+        ..Options::default()
+    })
+    .await;
+    let mut b = sample_body();
+    b["invitee"]["userType"] = "Member".into();
+    assert_eq!(t.post(&b).await.status, 200);
+    assert_eq!(
+        t.graph.invitation_calls()[0].body["invitedUserType"],
+        "Member"
+    );
+    // Without the setting the same event is refused before Graph (see refusals.rs).
+}
+
+#[tokio::test]
+async fn lifecycle_configuration_errors_stop_start_up() {
+    for (config, expect) in [
+        (
+            "[invitations]\nexisting_users = \"merge\"\n",
+            "unknown variant `merge`",
+        ),
+        (
+            "[invitations]\ngroups = [\"sales\"]\n",
+            "invitations.groups",
+        ),
+        (
+            "[invitations]\nsponsors = [\"1e2d3c4b-5a69-4788-9a0b-c1d2e3f4a5b6\", \"1e2d3c4b-5a69-4788-9a0b-c1d2e3f4a5b7\", \"1e2d3c4b-5a69-4788-9a0b-c1d2e3f4a5b8\", \"1e2d3c4b-5a69-4788-9a0b-c1d2e3f4a5b9\", \"1e2d3c4b-5a69-4788-9a0b-c1d2e3f4a5ba\", \"1e2d3c4b-5a69-4788-9a0b-c1d2e3f4a5bb\"]\n",
+            "at most 5",
+        ),
+        (
+            "[[routes]]\nchannels = [\"slack\"]\ngroups = [\"x\"]\n",
+            "routes[0].groups",
+        ),
+    ] {
+        let (app, _parts) = try_spawn_app_with(Options {
+            env: vec![("RELAY_CONFIG", config.to_owned())],
+            ..Options::default()
+        })
+        .await;
+        let e = app
+            .err()
+            .unwrap_or_else(|| panic!("{config} should not start"));
+        assert!(e.contains(expect), "{config}: {e}");
+    }
+}
