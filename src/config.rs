@@ -174,20 +174,17 @@ impl Config {
         };
         let required = |k: &str| var(k).ok_or_else(|| ConfigError(format!("{k} is required")));
 
+        let (cloud_login, cloud_api) = cloud_hosts(var("GRAPH_CLOUD").as_deref())?;
         let graph = GraphConfig {
             tenant_id: tenant(&required("GRAPH_TENANT_ID")?)?,
             client_id: required("GRAPH_CLIENT_ID")?,
             login_url: base_url(
                 "GRAPH_LOGIN_URL",
-                var("GRAPH_LOGIN_URL")
-                    .as_deref()
-                    .unwrap_or("https://login.microsoftonline.com"),
+                var("GRAPH_LOGIN_URL").as_deref().unwrap_or(cloud_login),
             )?,
             api_url: base_url(
                 "GRAPH_API_URL",
-                var("GRAPH_API_URL")
-                    .as_deref()
-                    .unwrap_or("https://graph.microsoft.com"),
+                var("GRAPH_API_URL").as_deref().unwrap_or(cloud_api),
             )?,
         };
         let default_redirect = RedirectUrl::parse(&required("INVITE_REDIRECT_URL")?)
@@ -295,6 +292,35 @@ impl Config {
             lifecycle,
         })
     }
+}
+
+/// The identity platform and Graph hosts of a Microsoft cloud (`GRAPH_CLOUD`).
+fn cloud_hosts(cloud: Option<&str>) -> Result<(&'static str, &'static str), ConfigError> {
+    Ok(
+        match cloud
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+            .unwrap_or("global")
+        {
+            "global" => (
+                "https://login.microsoftonline.com",
+                "https://graph.microsoft.com",
+            ),
+            "usgov" => (
+                "https://login.microsoftonline.us",
+                "https://graph.microsoft.us",
+            ),
+            "usgov-dod" => (
+                "https://login.microsoftonline.us",
+                "https://dod-graph.microsoft.us",
+            ),
+            "china" => (
+                "https://login.chinacloudapi.cn",
+                "https://microsoftgraph.chinacloudapi.cn",
+            ),
+            _ => return err("GRAPH_CLOUD must be global, usgov, usgov-dod or china"),
+        },
+    )
 }
 
 /// A comma-separated list.
@@ -541,6 +567,59 @@ mod tests {
         assert_eq!(c.secret_ttl, Duration::from_secs(300));
         assert!(!c.delivery_allow_private_networks && !c.allow_member_invitations);
         assert!(c.sources.contains_key("generic"));
+    }
+
+    #[test]
+    fn national_clouds_set_login_graph_and_scope() {
+        let cases = [
+            (
+                "global",
+                "https://login.microsoftonline.com",
+                "https://graph.microsoft.com",
+            ),
+            (
+                "usgov",
+                "https://login.microsoftonline.us",
+                "https://graph.microsoft.us",
+            ),
+            (
+                "usgov-dod",
+                "https://login.microsoftonline.us",
+                "https://dod-graph.microsoft.us",
+            ),
+            (
+                "china",
+                "https://login.chinacloudapi.cn",
+                "https://microsoftgraph.chinacloudapi.cn",
+            ),
+        ];
+        for (cloud, login, graph) in cases {
+            let mut env = base();
+            env.insert("GRAPH_CLOUD", cloud.to_uppercase());
+            let c = load(&env).unwrap();
+            assert_eq!(
+                c.graph.token_endpoint(),
+                format!("{login}/contoso.onmicrosoft.com/oauth2/v2.0/token")
+            );
+            assert_eq!(c.graph.scope(), format!("{graph}/.default"));
+            assert_eq!(
+                c.graph.invitations_endpoint(),
+                format!("{graph}/v1.0/invitations")
+            );
+        }
+        // The explicit URLs still win (emulators, future clouds).
+        let mut env = base();
+        env.insert("GRAPH_CLOUD", "china".into());
+        env.insert("GRAPH_API_URL", "http://127.0.0.1:4010".into());
+        let c = load(&env).unwrap();
+        assert_eq!(c.graph.scope(), "http://127.0.0.1:4010/.default");
+        assert!(
+            c.graph
+                .token_endpoint()
+                .starts_with("https://login.chinacloudapi.cn/")
+        );
+        env.insert("GRAPH_CLOUD", "mars".into());
+        assert!(load(&env).unwrap_err().to_string().contains("GRAPH_CLOUD"));
     }
 
     #[test]
