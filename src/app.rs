@@ -903,6 +903,42 @@ impl App {
             Decision::Invite => {}
         }
         request.invited_user_sponsors = self.sponsors(creds, &plan.extras, deadline).await;
+        // Microsoft's own email, when a pending channel asks for it, goes with the invitation.
+        let graph_mail = pending
+            .iter()
+            .filter_map(|n| creds.channel(n))
+            .find(|c| c.sent_by_graph());
+        if let Some(ch) = graph_mail {
+            let ctx = crate::delivery::context(
+                &plan.key.source,
+                &plan.key.event_id,
+                plan.request.invited_user_email_address.as_str(),
+                plan.request
+                    .invited_user_display_name
+                    .as_ref()
+                    .map(DisplayName::as_str),
+                &plan.extras,
+                None,
+                None,
+            );
+            match crate::delivery::microsoft_message(
+                &ch.name,
+                &self.config.delivery.templates,
+                &plan.extras,
+                &ctx,
+                &ch.cc_for(&plan.extras),
+            ) {
+                Ok(info) => {
+                    request.send_invitation_message = true;
+                    request.invited_user_message_info = Some(info);
+                }
+                Err(e) => {
+                    self.record(self.store.release(&plan.key).await);
+                    return Err(Problem::new(ProblemKind::Unprocessable, e.to_string())
+                        .with("channel", ch.name.clone()));
+                }
+            }
+        }
 
         let invitation = match self.invite(creds, &request, deadline).await {
             Ok(i) => i,
@@ -926,8 +962,16 @@ impl App {
             invitation: &invitation,
         };
         let mut delivered = progress.delivered.clone();
+        if let Some(ch) = graph_mail {
+            tracing::info!(channel = %ch.name, "delivered by Microsoft with the invitation");
+            self.record(self.store.record_delivered(&plan.key, &ch.name).await);
+            delivered.push(ch.name.clone());
+        }
         let mut failed: Vec<(String, DeliveryError)> = Vec::new();
-        for name in pending {
+        for name in pending
+            .into_iter()
+            .filter(|n| graph_mail.is_none_or(|c| &c.name != n))
+        {
             let Some(channel) = creds.channel(&name) else {
                 failed.push((name, DeliveryError::Blocked));
                 continue;

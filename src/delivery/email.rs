@@ -48,6 +48,7 @@ impl SesClients {
     pub async fn send(
         &self,
         settings: &EmailSettings,
+        cc: Vec<String>,
         msg: &Message<'_>,
         subject: &str,
         html: &str,
@@ -57,14 +58,6 @@ impl SesClients {
             .0
             .get(&settings.region)
             .ok_or_else(|| DeliveryError::Unavailable("no SES client for the region".into()))?;
-        let mut cc: Vec<String> = settings.cc.clone();
-        if settings.cc_owner
-            && let Some(owner) = &msg.extras.owner_email
-            && settings.cc_allowed(owner)
-            && !cc.iter().any(|c| c.eq_ignore_ascii_case(owner))
-        {
-            cc.push(owner.clone());
-        }
         let content = |data: &str| {
             Content::builder()
                 .data(data)

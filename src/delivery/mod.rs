@@ -34,14 +34,18 @@ pub enum ChannelKind {
     Slack,
     Teams,
     Webhook,
+    /// Microsoft's own invitation email (`sendInvitationMessage: true`), sent by Graph when the
+    /// invitation is created.
+    Microsoft,
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 4] = [
+    pub const ALL: [ChannelKind; 5] = [
         ChannelKind::Email,
         ChannelKind::Slack,
         ChannelKind::Teams,
         ChannelKind::Webhook,
+        ChannelKind::Microsoft,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +54,7 @@ impl ChannelKind {
             ChannelKind::Slack => "slack",
             ChannelKind::Teams => "teams",
             ChannelKind::Webhook => "webhook",
+            ChannelKind::Microsoft => "microsoft",
         }
     }
 
@@ -64,7 +69,9 @@ impl ChannelKind {
         match self {
             ChannelKind::Slack => "slack_webhook_url",
             ChannelKind::Teams => "teams_webhook_url",
-            ChannelKind::Webhook | ChannelKind::Email => "delivery_webhook_url",
+            ChannelKind::Webhook | ChannelKind::Email | ChannelKind::Microsoft => {
+                "delivery_webhook_url"
+            }
         }
     }
 }
@@ -209,6 +216,7 @@ impl DeliveryConfig {
     pub fn email_regions(&self) -> BTreeSet<Option<String>> {
         self.channels
             .iter()
+            .filter(|c| c.kind == ChannelKind::Email)
             .filter_map(|c| c.email.as_ref().map(|e| e.region.clone()))
             .collect()
     }
@@ -258,21 +266,35 @@ fn compile_channel(
             Ok(())
         }
     };
-    let email = if kind == ChannelKind::Email {
+    let email = if matches!(kind, ChannelKind::Email | ChannelKind::Microsoft) {
         only(
             spec.url_secret.is_some(),
             "url_secret",
             "slack, teams and webhook",
         )?;
-        let from = spec.from.ok_or_else(|| {
-            format!(
-                "{}: required (a sender on an SES-verified identity)",
-                at("from")
-            )
-        })?;
-        if plain_address(&from).is_none() || from.contains(['\r', '\n']) {
-            return Err(format!("{}: \"Name <address>\" or an address", at("from")));
-        }
+        let from = if kind == ChannelKind::Email {
+            let from = spec.from.ok_or_else(|| {
+                format!(
+                    "{}: required (a sender on an SES-verified identity)",
+                    at("from")
+                )
+            })?;
+            if plain_address(&from).is_none() || from.contains(['\r', '\n']) {
+                return Err(format!("{}: \"Name <address>\" or an address", at("from")));
+            }
+            from
+        } else {
+            // Microsoft sends from its own address; only the CC list is ours.
+            only(spec.from.is_some(), "from", "email")?;
+            only(!spec.reply_to.is_empty(), "reply_to", "email")?;
+            only(
+                spec.configuration_set.is_some(),
+                "configuration_set",
+                "email",
+            )?;
+            only(spec.region.is_some(), "region", "email")?;
+            String::new()
+        };
         for (field, list) in [("reply_to", &spec.reply_to), ("cc", &spec.cc)] {
             if let Some(bad) = list.iter().find(|a| plain_address(a) != Some(a.trim())) {
                 return Err(format!("{}: {bad:?} is not an email address", at(field)));
@@ -353,6 +375,8 @@ fn valid_channel_name(n: &str) -> bool {
 /// Where a channel sends.
 enum Target {
     Email(EmailSettings),
+    /// Graph sends it with the invitation; its settings are the CC list.
+    Microsoft(EmailSettings),
     Slack {
         url: SecretString,
     },
@@ -408,6 +432,7 @@ impl Channel {
             };
             let target = match c.kind {
                 ChannelKind::Email => c.email.clone().map(Target::Email),
+                ChannelKind::Microsoft => c.email.clone().map(Target::Microsoft),
                 ChannelKind::Slack => url()?.map(|url| Target::Slack { url }),
                 ChannelKind::Teams => url()?.map(|url| Target::Teams { url }),
                 ChannelKind::Webhook => match url()? {
@@ -453,9 +478,14 @@ impl Channel {
     /// The email settings of an email channel.
     pub fn email(&self) -> Option<&EmailSettings> {
         match &self.target {
-            Target::Email(e) => Some(e),
+            Target::Email(e) | Target::Microsoft(e) => Some(e),
             _ => None,
         }
+    }
+
+    /// Whether Graph delivers this channel itself, with the invitation.
+    pub fn sent_by_graph(&self) -> bool {
+        self.kind == ChannelKind::Microsoft
     }
 }
 
@@ -656,7 +686,17 @@ impl Deliverer {
                     text,
                 },
             ) => {
-                return self.ses.send(settings, msg, &subject, &html, &text).await;
+                return self
+                    .ses
+                    .send(
+                        settings,
+                        channel.cc_for(msg.extras),
+                        msg,
+                        &subject,
+                        &html,
+                        &text,
+                    )
+                    .await;
             }
             (Target::Slack { url } | Target::Teams { url }, Rendered::Json(body)) => {
                 self.post(url)?.json(&body)
@@ -668,6 +708,7 @@ impl Deliverer {
                     .header("content-type", "application/json")
                     .body(body)
             }
+            (Target::Microsoft(_), _) => return Ok(()),
             _ => {
                 return Err(DeliveryError::Template(
                     "channel and message disagree".into(),
@@ -738,5 +779,62 @@ pub fn render(
             msg,
         )),
         ChannelKind::Webhook => Rendered::Json(webhook::payload(channel, msg)),
+        ChannelKind::Microsoft => {
+            let message = microsoft_message(channel, templates, msg.extras, &ctx, &[])?;
+            Rendered::Json(serde_json::json!({
+                "sendInvitationMessage": true,
+                "invitedUserMessageInfo": message,
+            }))
+        }
     })
+}
+
+/// `invitedUserMessageInfo` for Microsoft's own email: the invitee's language, the channel's
+/// message template (if any; else Microsoft's text) and the CC list.
+///
+/// # Errors
+/// [`DeliveryError::Template`] when the message template fails.
+pub fn microsoft_message(
+    channel: &str,
+    templates: &Templates,
+    extras: &Extras,
+    ctx: &minijinja::Value,
+    cc: &[String],
+) -> Result<crate::domain::MessageInfo, DeliveryError> {
+    let languages = templates.languages(channel, ChannelKind::Microsoft);
+    let body = if languages.is_empty() {
+        None
+    } else {
+        let lang =
+            templates.language_for(channel, ChannelKind::Microsoft, extras.language.as_deref());
+        Some(
+            templates
+                .render(channel, ChannelKind::Microsoft, &lang, "message", ctx)
+                .map_err(DeliveryError::Template)?,
+        )
+    };
+    Ok(crate::domain::MessageInfo {
+        message_language: extras.language.clone(),
+        customized_message_body: body,
+        cc_recipients: cc.to_vec(),
+    })
+}
+
+impl Channel {
+    /// The CC list of an email or Microsoft channel for this event: the fixed CCs and, with
+    /// `cc_owner`, the owner when inside the allowed domains.
+    pub fn cc_for(&self, extras: &Extras) -> Vec<String> {
+        let Some(settings) = self.email() else {
+            return Vec::new();
+        };
+        let mut cc = settings.cc.clone();
+        if settings.cc_owner
+            && let Some(owner) = &extras.owner_email
+            && settings.cc_allowed(owner)
+            && !cc.iter().any(|c| c.eq_ignore_ascii_case(owner))
+        {
+            cc.push(owner.clone());
+        }
+        cc
+    }
 }

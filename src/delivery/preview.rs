@@ -52,6 +52,11 @@ pub fn render_all(
             ChannelKind::Webhook => vec![String::new()],
             kind => delivery.templates.languages(&channel.name, kind),
         };
+        let languages = if languages.is_empty() {
+            vec![String::new()]
+        } else {
+            languages
+        };
         for lang in languages {
             extras.language = (!lang.is_empty()).then(|| lang.clone());
             let msg = Message {

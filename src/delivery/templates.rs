@@ -154,6 +154,7 @@ impl ChannelKind {
             ChannelKind::Slack => &["summary", "body", "button"],
             ChannelKind::Teams => &["title", "body", "button"],
             ChannelKind::Webhook => &[],
+            ChannelKind::Microsoft => &["message"],
         }
     }
 }
@@ -338,6 +339,10 @@ impl Templates {
         spec: &TemplateSpec,
     ) -> Result<(), String> {
         let at = |rest: &str| format!("channels.{name}.{rest}");
+        if kind == ChannelKind::Microsoft && spec.is_empty() {
+            // No message template: Microsoft's own text, in the invitee's language.
+            return Ok(());
+        }
         if kind == ChannelKind::Webhook {
             return if spec.is_empty() && default_language.is_none() {
                 Ok(())
@@ -463,6 +468,11 @@ impl Templates {
             Some(c) => c.languages.iter().cloned().collect(),
             None => builtin_languages(kind).into_iter().collect(),
         }
+    }
+
+    /// Whether the channel has its own templates.
+    pub fn has_custom(&self, channel: &str) -> bool {
+        self.channels.get(channel).is_some_and(|c| c.custom)
     }
 
     /// Renders one part for a channel in `lang`.

@@ -300,3 +300,78 @@ async fn lifecycle_configuration_errors_stop_start_up() {
         assert!(e.contains(expect), "{config}: {e}");
     }
 }
+
+const MICROSOFT: &str = r#"
+[channels.microsoft]
+cc_owner = true
+cc_domains = ["contoso.example"]
+
+[channels.microsoft.templates.en]
+message = "Welcome to Contoso's partner workspace, {{ invitee.name or invitee.email }}."
+
+[channels.microsoft.templates.de]
+message = "Willkommen im Partnerbereich von Contoso, {{ invitee.name or invitee.email }}."
+
+[channels.slack]
+"#;
+
+#[tokio::test]
+async fn microsoft_sends_its_own_email_when_a_route_asks_for_it() {
+    let t = app(MICROSOFT).await;
+    let mut b = event("evt_ms_mail");
+    b["invitee"]["language"] = "de".into();
+    b["owner"] = json!({"email": "grace@contoso.example"});
+    b["delivery"] = json!({"channels": ["microsoft", "slack"]});
+    let a = t.post(&b).await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    assert_eq!(a.body["delivered"], json!(["microsoft", "slack"]));
+    let body = &t.graph.invitation_calls()[0].body;
+    assert_eq!(body["sendInvitationMessage"], true);
+    assert_eq!(
+        body["invitedUserMessageInfo"],
+        json!({
+            "messageLanguage": "de",
+            "customizedMessageBody": "Willkommen im Partnerbereich von Contoso, Ada Lovelace.",
+            "ccRecipients": [{"emailAddress": {"address": "grace@contoso.example"}}]
+        })
+    );
+    assert_eq!(
+        t.slack.delivered().len(),
+        1,
+        "our own channel still gets the link"
+    );
+    t.assert_logs_clean(&[SAMPLE_EMAIL, "grace@contoso.example"]);
+}
+
+#[tokio::test]
+async fn microsoft_email_is_sent_once_even_when_a_retry_reinvites() {
+    let t = app(MICROSOFT).await;
+    t.slack.fail_next(devkit::ReceiverFault::Status(404));
+    let mut b = event("evt_ms_retry");
+    b["delivery"] = json!({"channels": ["microsoft", "slack"]});
+    let a = t.post(&b).await;
+    a.assert_problem(503, "delivery-failed");
+    assert_eq!(a.body["delivered"], json!(["microsoft"]));
+    let again = t.post(&b).await;
+    assert_eq!(again.status, 200, "{}", again.raw);
+    let calls = t.graph.invitation_calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].body["sendInvitationMessage"], true);
+    assert_eq!(
+        calls[1].body["sendInvitationMessage"], false,
+        "no second Microsoft email"
+    );
+    assert!(calls[1].body.get("invitedUserMessageInfo").is_none());
+}
+
+#[tokio::test]
+async fn microsoft_email_without_a_template_uses_microsofts_text() {
+    let t = app("[channels.microsoft]\n[channels.slack]\n").await;
+    let mut b = event("evt_ms_plain");
+    b["delivery"] = json!({"channels": ["microsoft"]});
+    assert_eq!(t.post(&b).await.status, 200);
+    let body = &t.graph.invitation_calls()[0].body;
+    assert_eq!(body["sendInvitationMessage"], true);
+    assert_eq!(body["invitedUserMessageInfo"], json!({"ccRecipients": []}));
+    assert!(t.slack.received().is_empty());
+}
