@@ -736,6 +736,26 @@ impl App {
                 groups.push(g);
             }
         }
+        // Every chosen channel's message renders for this event (with a stand-in link), so a
+        // template that fails on these values refuses the event before anything is invited.
+        {
+            let sample = crate::delivery::sample_invitation();
+            let msg = Message {
+                source: &source.name,
+                event_id: &event.event_id,
+                email: &email,
+                display_name: display_name.as_ref(),
+                extras: &extras,
+                invitation: &sample,
+            };
+            for c in channels.iter().filter_map(|n| creds.channel(n)) {
+                crate::delivery::render(&c.name, c.kind, &self.config.delivery.templates, &msg)
+                    .map_err(|e| {
+                        Problem::new(ProblemKind::Unprocessable, e.to_string())
+                            .with("channel", c.name.clone())
+                    })?;
+            }
+        }
         if let Some(owner) = &extras.owner_email {
             let refused = channels.iter().filter_map(|n| creds.channel(n)).find(|c| {
                 c.email()

@@ -45,7 +45,10 @@ pub fn check_url(raw: &str, allow_private: bool) -> Result<Url, TargetError> {
         Some(Host::Ipv4(ip)) if !is_public(IpAddr::V4(ip)) => Err(TargetError::NonPublic),
         Some(Host::Ipv6(ip)) if !is_public(IpAddr::V6(ip)) => Err(TargetError::NonPublic),
         Some(Host::Domain(d))
-            if d.eq_ignore_ascii_case("localhost") || d.ends_with(".localhost") =>
+            if {
+                let d = d.trim_end_matches('.').to_ascii_lowercase();
+                d == "localhost" || d.ends_with(".localhost")
+            } =>
         {
             Err(TargetError::NonPublic)
         }
@@ -70,6 +73,12 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
                 || (seg[0] == 0x0064 && seg[1] == 0xff9b) // NAT64: embeds an IPv4 address
                 || (seg[0] == 0x2002) // 6to4: embeds an IPv4 address
+                || (seg[0] == 0x2001 && seg[1] == 0) // Teredo: embeds an IPv4 address
+                || (seg[0] == 0x2001 && seg[1] == 2 && seg[2] == 0) // benchmarking
+                || (seg[0] == 0x2001 && (0x10..0x30).contains(&seg[1])) // ORCHID
+                || (seg[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+                || seg[..4] == [0x0100, 0, 0, 0] // discard
+                || seg[..6] == [0, 0, 0, 0, 0xffff, 0] // IPv4-translated (SIIT)
                 || seg[..6] == [0; 6]) // IPv4-compatible (deprecated) and other ::/96
         }
     }
@@ -125,10 +134,12 @@ pub fn refused_by_guard(e: &reqwest::Error) -> bool {
     false
 }
 
-/// Builds the HTTP client used for deliveries: no redirects, a timeout on every call, and the
-/// public-only resolver unless private networks are explicitly allowed.
+/// Builds the HTTP client used for deliveries: no redirects, no proxy from the environment (a
+/// proxy would resolve the target itself, past the resolver's check), a timeout on every call,
+/// and the public-only resolver unless private networks are explicitly allowed.
 pub fn delivery_http_client(timeout: std::time::Duration, allow_private: bool) -> reqwest::Client {
     let builder = reqwest::Client::builder()
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(timeout.min(std::time::Duration::from_secs(3)))
@@ -164,6 +175,12 @@ mod tests {
             "https://0x7f000001/x",
             "https://0177.0.0.1/x",
             "https://localhost/x",
+            "https://localhost./x",
+            "https://api.LOCALHOST./x",
+            "https://[::ffff:0:7f00:1]/x",
+            "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/x",
+            "https://[fec0::1]/x",
+            "https://[100::1]/x",
             "https://100.64.0.1/x",
             "https://0.0.0.0/x",
             "https://user:pw@hooks.slack.com/x",

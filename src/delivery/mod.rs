@@ -127,11 +127,16 @@ pub struct EmailSettings {
 
 impl EmailSettings {
     /// Whether `address` may be copied on invitation emails.
+    /// Subdomains of an allowed domain are allowed.
     pub fn cc_allowed(&self, address: &str) -> bool {
         let domain = address
             .rsplit_once('@')
-            .map(|(_, d)| d.to_ascii_lowercase());
-        domain.is_some_and(|d| self.cc_domains.contains(&d))
+            .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase());
+        domain.is_some_and(|d| {
+            self.cc_domains
+                .iter()
+                .any(|c| d == *c || d.ends_with(&format!(".{c}")))
+        })
     }
 }
 
@@ -304,7 +309,12 @@ fn compile_channel(
             .cc_domains
             .unwrap_or_else(|| tenant_domains.to_vec())
             .iter()
-            .map(|d| d.trim().to_ascii_lowercase())
+            .map(|d| {
+                d.trim()
+                    .trim_start_matches("*.")
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase()
+            })
             .filter(|d| !d.is_empty())
             .collect();
         let settings = EmailSettings {
@@ -743,6 +753,16 @@ impl Deliverer {
     }
 }
 
+/// A stand-in invitation for checking and previewing messages before one exists.
+pub fn sample_invitation() -> Invitation {
+    Invitation {
+        id: "7f5c3b1e-2a4d-4c6e-8f90-1a2b3c4d5e6f".into(),
+        invited_user_id: "0b9d2f4e-6a8c-4e1f-9a3b-5c7d9e1f2a4b".into(),
+        status: "PendingAcceptance".into(),
+        redeem_url: SecretString::from(templates::SAMPLE_REDEEM_URL),
+    }
+}
+
 /// Renders `msg` for a channel of `kind` named `channel`, exactly as it is sent.
 ///
 /// # Errors
@@ -756,16 +776,33 @@ pub fn render(
     let ctx = msg.context(true);
     let lang = templates.language_for(channel, kind, msg.extras.language.as_deref());
     let part = |p: &str| {
-        templates
+        let text = templates
             .render(channel, kind, &lang, p, &ctx)
-            .map_err(DeliveryError::Template)
+            .map_err(DeliveryError::Template)?;
+        if text.is_empty() {
+            return Err(DeliveryError::Template(format!(
+                "the {p} part renders empty for this event"
+            )));
+        }
+        Ok(text)
     };
     Ok(match kind {
-        ChannelKind::Email => Rendered::Email {
-            subject: email::subject_line(&part("subject")?),
-            html: part("html")?,
-            text: part("text")?,
-        },
+        ChannelKind::Email => {
+            let (html, text) = (part("html")?, part("text")?);
+            let url = msg.invitation.redeem_url.expose_secret();
+            let mut escaped = String::new();
+            templates::escape_html(url, &mut escaped);
+            if !html.contains(&escaped) || !text.contains(url) {
+                return Err(DeliveryError::Template(
+                    "the email renders without the invitation link for this event".into(),
+                ));
+            }
+            Rendered::Email {
+                subject: email::subject_line(&part("subject")?),
+                html,
+                text,
+            }
+        }
         ChannelKind::Slack => Rendered::Json(slack::payload(
             &part("summary")?,
             &part("body")?,

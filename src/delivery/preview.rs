@@ -2,10 +2,8 @@
 //! rendered exactly as it is sent (with a sample invitation). `invite-relay render` writes them
 //! out so template authors see the result before deploying.
 
-use secrecy::SecretString;
-
-use super::{ChannelKind, DeliveryConfig, Extras, Message, Rendered, render, templates};
-use crate::domain::{DisplayName, Invitation, InviteeEmail};
+use super::{ChannelKind, DeliveryConfig, Extras, Message, Rendered, render};
+use crate::domain::{DisplayName, InviteeEmail};
 use crate::inbound::{BodyFormat, Interpretation, Source};
 
 /// One preview file: a name such as `email.de.html` and its content.
@@ -40,12 +38,7 @@ pub fn render_all(
     let email = InviteeEmail::parse(&event.email).map_err(|e| e.to_string())?;
     let display_name = event.display_name.as_deref().and_then(DisplayName::parse);
     let mut extras = Extras::from_event(&event).map_err(str::to_owned)?;
-    let invitation = Invitation {
-        id: "7f5c3b1e-2a4d-4c6e-8f90-1a2b3c4d5e6f".into(),
-        invited_user_id: "0b9d2f4e-6a8c-4e1f-9a3b-5c7d9e1f2a4b".into(),
-        status: "PendingAcceptance".into(),
-        redeem_url: SecretString::from(templates::SAMPLE_REDEEM_URL),
-    };
+    let invitation = super::sample_invitation();
     let mut out = Vec::new();
     for channel in &delivery.channels {
         let languages = match channel.kind {

@@ -316,6 +316,13 @@ impl Templates {
         env.set_recursion_limit(64);
         env.set_auto_escape_callback(escaping_for_name);
         env.set_formatter(formatter);
+        // Escaping belongs to the channel: no filter may mark a value as already escaped.
+        env.remove_filter("safe");
+        env.add_filter("tojson", |v: Value| {
+            serde_json::to_string(&v).map_err(|e| {
+                minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
+            })
+        });
         for (kind, lang, part, src) in BUILTIN {
             env.add_template_owned(template_name(*kind, "builtin", lang, part), *src)
                 .map_err(|e| format!("built-in template {}/{lang}/{part}: {e}", kind.name()))?;
@@ -362,6 +369,12 @@ impl Templates {
                 ));
             }
             for (part, src) in parts {
+                if let Some(tag) = forbidden_tag(src) {
+                    return Err(format!(
+                        "{}: `{tag}` is not available in message templates (escaping is the channel's)",
+                        at(&format!("templates.{lang}.{part}"))
+                    ));
+                }
                 if !kind.parts().contains(&part.as_str()) {
                     return Err(format!(
                         "{}: unknown part (a {} channel has {})",
@@ -384,11 +397,8 @@ impl Templates {
             }
         }
         let custom = !spec.is_empty();
-        let languages: BTreeSet<String> = if custom {
-            spec.keys().cloned().collect()
-        } else {
-            builtin
-        };
+        let mut languages = builtin;
+        languages.extend(spec.keys().cloned());
         let default_language = match default_language {
             Some(l) if languages.contains(l) => l.to_owned(),
             Some(l) => {
@@ -501,6 +511,19 @@ impl Templates {
             .map(|s| s.trim().to_owned())
             .map_err(|e| format!("{:?} at line {}", e.kind(), e.line().unwrap_or(0)))
     }
+}
+
+/// A tag that would change escaping or pull in another channel's template.
+fn forbidden_tag(src: &str) -> Option<&'static str> {
+    src.split("{%").skip(1).find_map(|tag| {
+        let word = tag
+            .trim_start_matches(['-', '+', ' ', '\t', '\n'])
+            .split_whitespace()
+            .next()?;
+        ["autoescape", "include", "import", "from", "extends"]
+            .into_iter()
+            .find(|f| *f == word)
+    })
 }
 
 /// How the sample redeem URL appears in a rendered part (HTML escapes `&`).
@@ -648,7 +671,9 @@ mod tests {
             t.language_for("ch", ChannelKind::Email, Some("nl-BE")),
             "nl"
         );
-        assert_eq!(t.language_for("ch", ChannelKind::Email, Some("de")), "en");
+        // Built-in languages stay available beside the configured ones.
+        assert_eq!(t.language_for("ch", ChannelKind::Email, Some("de")), "de");
+        assert_eq!(t.language_for("ch", ChannelKind::Email, Some("ja")), "en");
         assert_eq!(t.language_for("ch", ChannelKind::Email, None), "en");
         let builtin = Templates::build(&[], &Brand::default()).unwrap();
         assert_eq!(
@@ -663,6 +688,31 @@ mod tests {
             .render("ch", ChannelKind::Email, "nl", "subject", &sample_context())
             .unwrap();
         assert_eq!(nl, "Uitnodiging");
+    }
+
+    #[test]
+    fn values_cannot_be_laundered_past_the_escaping() {
+        let t = build(
+            "[en]\nsummary = '{{ invitee.name|tojson }}'\nbody = '{{ invitee.name|tojson }}'\nbutton = 'x'\n",
+            ChannelKind::Slack,
+        )
+        .unwrap();
+        let body = t
+            .render("ch", ChannelKind::Slack, "en", "body", &sample_context())
+            .unwrap();
+        assert!(
+            body.contains("&lt;!channel&gt;") && !body.contains("<!channel>"),
+            "{body}"
+        );
+        for tag in [
+            "{{ invitee.name|safe }}",
+            "{% autoescape false %}{{ invitee.name }}{% endautoescape %}",
+            "{% include 'email:builtin/en/text' %}",
+            "{%- import 'x' as y %}",
+        ] {
+            let spec = format!("[en]\nbody = \"{tag}\"\n");
+            assert!(build(&spec, ChannelKind::Slack).is_err(), "{tag}");
+        }
     }
 
     #[test]

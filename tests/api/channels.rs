@@ -490,3 +490,33 @@ fn render_command_reproduces_the_documented_examples() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("channels.slack.templates.en.body"));
     let _ = std::fs::remove_file(&bad);
 }
+
+#[tokio::test]
+async fn a_message_that_fails_for_this_event_is_refused_before_inviting() {
+    let config = r#"
+[channels.slack]
+[channels.slack.templates.en]
+body = "{% if fields.region == 'emea' %}Welcome, EMEA partner{% endif %}"
+
+[channels.email]
+from = "partners@contoso.example"
+[channels.email.templates.en]
+html = "<p>{% if fields.pipeline == 'partners' %}<a href=\"{{ redeem_url }}\">Join</a>{% endif %}</p>"
+"#;
+    let t = app_with(config.to_owned(), None).await;
+    let mut b = event_for(&fresh_email());
+    b["attributes"] = json!({"region": "amer", "pipeline": "partners"});
+    b["delivery"] = json!({"channels": ["slack"]});
+    let a = t.post(&b).await;
+    a.assert_problem(422, "unprocessable-event");
+    assert_eq!(a.body["channel"], "slack");
+    assert!(a.raw.contains("renders empty"), "{}", a.raw);
+
+    let mut b = event_for(&fresh_email());
+    b["attributes"] = json!({"region": "emea", "pipeline": "direct"});
+    b["delivery"] = json!({"channels": ["email"]});
+    let a = t.post(&b).await;
+    a.assert_problem(422, "unprocessable-event");
+    assert!(a.raw.contains("without the invitation link"), "{}", a.raw);
+    assert!(t.graph.invitation_calls().is_empty(), "nothing invited");
+}
