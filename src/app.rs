@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use lambda_http::{Body, Request, RequestExt, Response};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sha2::Sha256;
 use tracing::Instrument;
@@ -47,9 +47,31 @@ impl Credentials {
         delivery: &DeliveryConfig,
         allow_private: bool,
     ) -> Result<Self, String> {
-        let graph_secret = values
+        let graph = match (
+            values.get("graph_client_certificate"),
+            values.get("graph_client_private_key"),
+        ) {
+            (Some(cert), Some(key)) => ClientCredential::Certificate(std::sync::Arc::new(
+                crate::graph::CertificateCredential::from_pem(
+                    cert.expose_secret(),
+                    key.expose_secret(),
+                )
+                .map_err(|e| format!("secret key {e}"))?,
+            )),
+            (Some(_), None) | (None, Some(_)) => {
+                return Err("secret keys graph_client_certificate and graph_client_private_key go together".into());
+            }
+            (None, None) => ClientCredential::Secret(
+                values
+                    .get("graph_client_secret")
+                    .ok_or("secret key graph_client_secret (or graph_client_certificate with graph_client_private_key) is required")?
+                    .clone(),
+            ),
+        };
+        let hash_seed: &SecretString = values
             .get("graph_client_secret")
-            .ok_or("secret key graph_client_secret is required")?;
+            .or_else(|| values.get("graph_client_private_key"))
+            .expect("one of them is present");
         let mut source_keys = HashMap::new();
         for (name, scheme, keys) in sources {
             if *scheme == Scheme::Eventbridge {
@@ -75,15 +97,14 @@ impl Credentials {
         let hash_key: Vec<u8> = match values.get("log_hash_key") {
             Some(k) => k.expose_secret().as_bytes().to_vec(),
             None => {
-                let mut mac =
-                    Hmac::<Sha256>::new_from_slice(graph_secret.expose_secret().as_bytes())
-                        .expect("any key length");
+                let mut mac = Hmac::<Sha256>::new_from_slice(hash_seed.expose_secret().as_bytes())
+                    .expect("any key length");
                 mac.update(b"invite-relay log hash");
                 mac.finalize().into_bytes().to_vec()
             }
         };
         Ok(Self {
-            graph: ClientCredential::Secret(graph_secret.clone()),
+            graph,
             source_keys,
             channels,
             hasher: EmailHasher::new(&hash_key),

@@ -3,7 +3,10 @@
 //!
 //! - `POST /{tenant}/oauth2/v2.0/token` (client credentials; form body; `scope` must be
 //!   `{graph}/.default`, else `invalid_scope` AADSTS1002012; wrong secret → 401 `invalid_client`
-//!   AADSTS7000215; unknown tenant → 400 AADSTS90002),
+//!   AADSTS7000215; unknown tenant → 400 AADSTS90002; or a certificate's client assertion: an
+//!   RS256 JWT whose `x5t#S256` names a registered certificate and whose signature, `aud` (this
+//!   token endpoint), `iss` = `sub` = client id, `exp`/`nbf` and unused `jti` all check out,
+//!   else 401 `invalid_client` AADSTS700027 / AADSTS700024),
 //! - `POST /v1.0/invitations` (bearer token issued here and unexpired; JSON object with only
 //!   properties of the `invitation` resource, each of its documented type;
 //!   `invitedUserEmailAddress` and `inviteRedirectUrl` required; the email obeys the forbidden
@@ -110,6 +113,9 @@ pub struct GroupCall {
 #[derive(Default)]
 struct Inner {
     client_secrets: Vec<String>,
+    /// Registered certificates: `x5t#S256` thumbprint → public key PEM.
+    certificates: HashMap<String, String>,
+    seen_jti: std::collections::HashSet<String>,
     tokens: HashMap<String, Instant>,
     /// By lower-cased mail.
     users: HashMap<String, DirectoryUser>,
@@ -210,6 +216,19 @@ impl GraphEmulator {
     /// Replaces the accepted client secrets (rotation).
     pub fn set_client_secrets(&self, secrets: &[&str]) {
         self.inner().client_secrets = secrets.iter().map(|s| (*s).to_owned()).collect();
+    }
+
+    /// Registers an app certificate (PEM) with its public key (PEM), as uploading it to the app
+    /// registration does. Returns its `x5t#S256` thumbprint.
+    pub fn register_certificate(&self, certificate_pem: &str, public_key_pem: &str) -> String {
+        use sha2::Digest as _;
+        let der = pem::parse(certificate_pem).expect("a PEM certificate");
+        let thumbprint = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(der.contents()));
+        self.inner()
+            .certificates
+            .insert(thumbprint.clone(), public_key_pem.to_owned());
+        thumbprint
     }
 
     /// Forgets every issued token, as if they had all expired.
@@ -671,12 +690,17 @@ async fn token(
             );
         }
     }
-    let secret_ok = {
+    if form.contains_key("client_assertion") || form.contains_key("client_assertion_type") {
+        let endpoint = format!("{}/{}/oauth2/v2.0/token", s.base_url, tenant);
+        if let Err((aadsts, description)) = check_assertion(&s, &form, &endpoint) {
+            record(401);
+            return oauth_error(401, "invalid_client", aadsts, description);
+        }
+    } else if !{
         let inner = s.inner.lock().unwrap();
         form.get("client_secret")
             .is_some_and(|c| inner.client_secrets.contains(c))
-    };
-    if !secret_ok {
+    } {
         record(401);
         return oauth_error(
             401,
@@ -701,6 +725,86 @@ async fn token(
         "access_token": token,
     }))
     .into_response()
+}
+
+/// Verifies a certificate's client assertion as the identity platform does.
+fn check_assertion(
+    s: &Shared,
+    form: &HashMap<String, String>,
+    endpoint: &str,
+) -> Result<(), (&'static str, &'static str)> {
+    if form.get("client_assertion_type").map(String::as_str)
+        != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        || form.contains_key("client_secret")
+    {
+        return Err(("AADSTS50027", "Invalid client assertion type."));
+    }
+    let jwt = form
+        .get("client_assertion")
+        .ok_or(("AADSTS50027", "Missing client assertion."))?;
+    let header = jsonwebtoken::decode_header(jwt)
+        .map_err(|_| ("AADSTS50027", "The client assertion is not a JWT."))?;
+    if header.alg != jsonwebtoken::Algorithm::RS256 {
+        return Err((
+            "AADSTS5002738",
+            "The client assertion must be signed with RS256.",
+        ));
+    }
+    let public_key = {
+        let inner = s.inner.lock().unwrap();
+        header
+            .x5t_s256
+            .as_ref()
+            .and_then(|t| inner.certificates.get(t).cloned())
+    }
+    .ok_or((
+        "AADSTS700027",
+        "The certificate with the thumbprint in the assertion is not registered for the application.",
+    ))?;
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(public_key.as_bytes())
+        .map_err(|_| ("AADSTS700027", "Registered key unusable."))?;
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    v.set_audience(&[endpoint]);
+    v.set_issuer(&[s.settings.client_id.as_str()]);
+    v.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
+    v.validate_nbf = true;
+    v.leeway = 0;
+    let data = jsonwebtoken::decode::<Value>(jwt, &key, &v).map_err(|e| match e.kind() {
+        jsonwebtoken::errors::ErrorKind::ExpiredSignature => (
+            "AADSTS700024",
+            "Client assertion is not within its valid time range.",
+        ),
+        jsonwebtoken::errors::ErrorKind::InvalidSignature => (
+            "AADSTS700027",
+            "Client assertion contains an invalid signature.",
+        ),
+        _ => ("AADSTS700027", "Client assertion failed validation."),
+    })?;
+    let claims = data.claims;
+    if claims["sub"] != s.settings.client_id.as_str() {
+        return Err(("AADSTS700027", "The sub claim must be the client id."));
+    }
+    let lifetime = claims["exp"]
+        .as_u64()
+        .unwrap_or(0)
+        .saturating_sub(claims["nbf"].as_u64().unwrap_or(0));
+    if lifetime > 3600 {
+        return Err((
+            "AADSTS700027",
+            "Client assertions may be valid for an hour at most.",
+        ));
+    }
+    let jti = claims["jti"]
+        .as_str()
+        .filter(|j| !j.is_empty())
+        .ok_or(("AADSTS700027", "The client assertion has no jti."))?;
+    if !s.inner.lock().unwrap().seen_jti.insert(jti.to_owned()) {
+        return Err((
+            "AADSTS700027",
+            "The client assertion was already used (jti replay).",
+        ));
+    }
+    Ok(())
 }
 
 fn url_form(body: &[u8]) -> HashMap<String, String> {

@@ -124,6 +124,9 @@ fn classify(
                 DeliveryError::Refused(format!("SES HTTP {status}"))
             }
         }
+        SdkError::ConstructionFailure(_) => {
+            DeliveryError::Refused("the SES request could not be built".into())
+        }
         SdkError::TimeoutError(_) => DeliveryError::Unavailable("timeout".into()),
         SdkError::DispatchFailure(_) => DeliveryError::Unavailable("connection failed".into()),
         _ => DeliveryError::Unavailable("transport error".into()),

@@ -7,4 +7,4 @@ mod token;
 
 pub use client::{DirectoryUser, GraphClient, GroupAdd, existing_user_filter, odata_quote};
 pub use error::GraphError;
-pub use token::{ClientCredential, TokenProvider};
+pub use token::{CertificateCredential, ClientCredential, TokenProvider};

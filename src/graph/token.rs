@@ -16,7 +16,80 @@ const EARLY_REFRESH: Duration = Duration::from_secs(300);
 #[derive(Clone)]
 pub enum ClientCredential {
     Secret(SecretString),
+    /// A certificate registered on the app: each token request carries a signed client
+    /// assertion (Microsoft's recommended app credential).
+    Certificate(std::sync::Arc<CertificateCredential>),
 }
+
+/// A private key and the SHA-256 thumbprint of its certificate.
+pub struct CertificateCredential {
+    key: jsonwebtoken::EncodingKey,
+    /// base64url SHA-256 of the certificate's DER: the `x5t#S256` header.
+    thumbprint: String,
+}
+
+impl CertificateCredential {
+    /// From a PEM certificate and its PEM RSA private key (PKCS#8 or PKCS#1).
+    ///
+    /// # Errors
+    /// Which of the two is unusable (never their content).
+    pub fn from_pem(certificate: &str, private_key: &str) -> Result<Self, String> {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let cert = pem::parse(certificate)
+            .ok()
+            .filter(|p| p.tag() == "CERTIFICATE")
+            .ok_or("graph_client_certificate: not a PEM certificate")?;
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key.as_bytes())
+            .map_err(|_| "graph_client_private_key: not a PEM RSA private key")?;
+        let thumbprint = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(cert.contents()));
+        Ok(Self { key, thumbprint })
+    }
+
+    /// The base64url SHA-256 thumbprint (`x5t#S256`).
+    pub fn thumbprint(&self) -> &str {
+        &self.thumbprint
+    }
+
+    /// A client assertion for `audience` (the token endpoint): RS256, `x5t#S256` header,
+    /// `iss` = `sub` = the client id, a unique `jti`, valid for ten minutes.
+    ///
+    /// # Errors
+    /// When signing fails.
+    pub fn assertion(&self, client_id: &str, audience: &str) -> Result<String, GraphError> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let jti = {
+            use sha2::Digest as _;
+            let mut h = sha2::Sha256::new();
+            h.update(now.as_nanos().to_le_bytes());
+            h.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+            h.update(std::process::id().to_le_bytes());
+            hex::encode(&h.finalize()[..16])
+        };
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.x5t_s256 = Some(self.thumbprint.clone());
+        let claims = serde_json::json!({
+            "aud": audience,
+            "iss": client_id,
+            "sub": client_id,
+            "jti": jti,
+            "nbf": now.as_secs(),
+            "iat": now.as_secs(),
+            "exp": now.as_secs() + ASSERTION_LIFETIME.as_secs(),
+        });
+        jsonwebtoken::encode(&header, &claims, &self.key).map_err(|_| {
+            GraphError::CredentialRefused("the client assertion could not be signed".into())
+        })
+    }
+}
+
+/// How long a client assertion is valid.
+const ASSERTION_LIFETIME: Duration = Duration::from_secs(600);
 
 impl std::fmt::Debug for ClientCredential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -85,13 +158,25 @@ impl TokenProvider {
 
     #[tracing::instrument(name = "graph.token", skip_all)]
     async fn fetch(&self, credential: &ClientCredential) -> Result<Cached, GraphError> {
-        let ClientCredential::Secret(secret) = credential;
-        let form = [
+        let assertion;
+        let mut form = vec![
             ("grant_type", "client_credentials"),
             ("client_id", self.client_id.as_str()),
-            ("client_secret", secret.expose_secret()),
             ("scope", self.scope.as_str()),
         ];
+        match credential {
+            ClientCredential::Secret(secret) => {
+                form.push(("client_secret", secret.expose_secret()))
+            }
+            ClientCredential::Certificate(cert) => {
+                assertion = cert.assertion(&self.client_id, &self.endpoint)?;
+                form.push((
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ));
+                form.push(("client_assertion", assertion.as_str()));
+            }
+        }
         let resp = self
             .http
             .post(&self.endpoint)

@@ -375,3 +375,126 @@ async fn microsoft_email_without_a_template_uses_microsofts_text() {
     assert_eq!(body["invitedUserMessageInfo"], json!({"ccRecipients": []}));
     assert!(t.slack.received().is_empty());
 }
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/devkit/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+async fn certificate_app(private_key: &str) -> TestApp {
+    let mut secret = serde_json::Map::new();
+    secret.insert(
+        "graph_client_certificate".into(),
+        fixture("test-app-cert.pem").into(),
+    );
+    secret.insert("graph_client_private_key".into(), private_key.into());
+    spawn_app_with(Options {
+        secret,
+        ..Options::default()
+    })
+    .await
+}
+
+fn jwt_part(jwt: &str, i: usize) -> Value {
+    use base64::Engine as _;
+    let raw = jwt.split('.').nth(i).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(raw)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_certificate_signs_the_client_assertion_the_emulator_verifies() {
+    let t = certificate_app(&fixture("test-app-key.pem")).await;
+    let thumbprint = t.graph.register_certificate(
+        &fixture("test-app-cert.pem"),
+        &fixture("test-app-pubkey.pem"),
+    );
+    let a = t.post(&event("evt_cert")).await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+
+    let call = &t.graph.token_calls()[0];
+    assert_eq!(call.status, 200);
+    assert_eq!(
+        call.form["client_assertion_type"],
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    );
+    assert!(
+        !call.form.contains_key("client_secret"),
+        "the certificate replaces the secret"
+    );
+    let jwt = &call.form["client_assertion"];
+    let header = jwt_part(jwt, 0);
+    assert_eq!(header["alg"], "RS256");
+    assert_eq!(header["x5t#S256"], thumbprint.as_str());
+    let claims = jwt_part(jwt, 1);
+    let settings = t.graph.settings();
+    assert_eq!(
+        claims["aud"],
+        format!("{}/{}/oauth2/v2.0/token", t.graph.url, settings.tenant_id)
+    );
+    assert_eq!(claims["iss"], settings.client_id.as_str());
+    assert_eq!(claims["sub"], settings.client_id.as_str());
+    let lifetime = claims["exp"].as_u64().unwrap() - claims["nbf"].as_u64().unwrap();
+    assert!(lifetime > 0 && lifetime <= 600, "short-lived: {lifetime}s");
+
+    // A later token gets a fresh assertion (the emulator refuses a replayed jti).
+    t.graph.revoke_tokens();
+    let mut b = event("evt_cert_2");
+    b["invitee"]["email"] = "bob@partner.example".into();
+    assert_eq!(t.post(&b).await.status, 200);
+    let calls = t.graph.token_calls();
+    assert_eq!(calls.len(), 2);
+    assert_ne!(
+        jwt_part(&calls[1].form["client_assertion"], 1)["jti"],
+        claims["jti"]
+    );
+    t.assert_logs_clean(&[SAMPLE_EMAIL, "bob@partner.example"]);
+    assert!(
+        !t.logs.text().contains(jwt.as_str()),
+        "the assertion is not logged"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_key_or_an_unregistered_certificate_is_refused() {
+    // Signed with another key than the certificate's.
+    let t = certificate_app(&fixture("other-key.pem")).await;
+    t.graph.register_certificate(
+        &fixture("test-app-cert.pem"),
+        &fixture("test-app-pubkey.pem"),
+    );
+    let a = t.post(&event("evt_wrong_key")).await;
+    a.assert_problem(502, "upstream-auth");
+    assert!(t.graph.token_calls().iter().all(|c| c.status == 401));
+    assert!(t.graph.invitation_calls().is_empty());
+
+    // The right key, but the certificate was never uploaded to the app.
+    let t = certificate_app(&fixture("test-app-key.pem")).await;
+    let a = t.post(&event("evt_unregistered")).await;
+    a.assert_problem(502, "upstream-auth");
+    assert!(t.graph.invitation_calls().is_empty());
+}
+
+#[tokio::test]
+async fn half_a_certificate_stops_start_up() {
+    let mut secret = serde_json::Map::new();
+    secret.insert(
+        "graph_client_certificate".into(),
+        fixture("test-app-cert.pem").into(),
+    );
+    let (app, _parts) = try_spawn_app_with(Options {
+        secret,
+        ..Options::default()
+    })
+    .await;
+    let e = app.err().unwrap();
+    assert!(e.contains("graph_client_private_key"), "{e}");
+    assert!(!e.contains("BEGIN"), "no key material in errors");
+}
