@@ -3,6 +3,10 @@
 //! [`App::process_queued`] and [`App::process_eventbridge`] for the worker, and [`App::run`],
 //! which they share.
 
+mod follow_up;
+
+pub use follow_up::{FOLLOW_UP_SOURCE, FollowUp};
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -291,6 +295,9 @@ struct Plan {
     /// Groups to join: `[invitations] groups` and the route's.
     groups: Vec<String>,
     extras: Extras,
+    /// A reminder for a pending invitation: no existing-user policy, sponsors or groups (the
+    /// first invitation applied them), and no new invitee pointer.
+    follow_up: bool,
 }
 
 /// Why an invitation attempt did not produce an invitation.
@@ -802,6 +809,7 @@ impl App {
             channels,
             groups,
             extras,
+            follow_up: false,
         })
     }
 
@@ -913,7 +921,9 @@ impl App {
 
         // The existing-user policy applies before the first invitation only: a retry after a
         // partial delivery must finish what the first attempt started.
-        let decision = if self.config.lifecycle.looks_up_users() && progress.invitation_id.is_none()
+        let decision = if self.config.lifecycle.looks_up_users()
+            && progress.invitation_id.is_none()
+            && !plan.follow_up
         {
             let email = plan.request.invited_user_email_address.as_str();
             match retry(deadline, || self.graph.find_user(&creds.graph, email)).await {
@@ -943,7 +953,9 @@ impl App {
             }
             Decision::Invite => {}
         }
-        request.invited_user_sponsors = self.sponsors(creds, &plan.extras, deadline).await;
+        if !plan.follow_up {
+            request.invited_user_sponsors = self.sponsors(creds, &plan.extras, deadline).await;
+        }
         // Microsoft's own email, when a pending channel asks for it, goes with the invitation.
         let graph_mail = pending
             .iter()
@@ -1056,6 +1068,19 @@ impl App {
             .join_groups(creds, &plan.groups, &invitation.invited_user_id, deadline)
             .await;
         self.record(self.store.complete(&plan.key).await);
+        if !plan.follow_up {
+            self.record(
+                self.store
+                    .remember_invitee(
+                        &invitation.invited_user_id,
+                        crate::store::Invitee {
+                            event: plan.key.clone(),
+                            channels: delivered.clone(),
+                        },
+                    )
+                    .await,
+            );
+        }
         if let Some(id) = delivery_id {
             self.record(
                 self.store

@@ -69,6 +69,9 @@ pub struct Config {
     /// `MAX_RECEIVES`: the queue's maxReceiveCount; on the last receive a failing event is
     /// parked with its reason.
     pub max_receives: u32,
+    /// `FOLLOW_UP_AFTER_DAYS`: guests still pending this long get a fresh link on the scheduled
+    /// follow-up (and once per such period after).
+    pub follow_up_after_days: u64,
     pub sources: BTreeMap<String, Source>,
     /// Channels, routes and templates (`[channels.*]`, `[[routes]]`, `[brand]`).
     pub delivery: std::sync::Arc<DeliveryConfig>,
@@ -287,6 +290,12 @@ impl Config {
                 1..=86_400,
             )?),
             max_receives: number("MAX_RECEIVES", var("MAX_RECEIVES"), 5, 1..=1000)? as u32,
+            follow_up_after_days: number(
+                "FOLLOW_UP_AFTER_DAYS",
+                var("FOLLOW_UP_AFTER_DAYS"),
+                7,
+                1..=365,
+            )?,
             sources,
             delivery: std::sync::Arc::new(delivery),
             lifecycle,

@@ -70,6 +70,11 @@ pub async fn handle(app: &App, event: Value, deadline: Deadline) -> Result<Value
         return serde_json::to_value(response)
             .map_err(|_| WorkerError("response serialisation".into()));
     }
+    if event.get("source").and_then(Value::as_str) == Some("aws.events")
+        && event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
+    {
+        return follow_up(app, deadline).await;
+    }
     if event.get("detail-type").is_some() && event.get("detail").is_some() {
         return handle_eventbridge(app, &event, deadline).await;
     }
@@ -126,6 +131,30 @@ async fn park(app: &App, body: &str, problem: &Problem) -> bool {
             false
         }
     }
+}
+
+/// The scheduled follow-up: reminders for invitations pending `FOLLOW_UP_AFTER_DAYS`. Answers
+/// counts per action (no addresses); a run that could not list the guests is retried by
+/// EventBridge.
+async fn follow_up(app: &App, deadline: Deadline) -> Result<Value, WorkerError> {
+    let items = app
+        .follow_up(app.config().follow_up_after_days, true, deadline)
+        .await
+        .map_err(|p| WorkerError(p.reason()))?;
+    let mut counts = std::collections::BTreeMap::<&str, u64>::new();
+    for i in &items {
+        *counts.entry(i.action).or_default() += 1;
+    }
+    if counts.contains_key("failed") {
+        tracing::error!(
+            alarm = "follow_up_failed",
+            ?counts,
+            "some follow-ups failed"
+        );
+    } else {
+        tracing::info!(?counts, "follow-up done");
+    }
+    Ok(json!({"status": "follow-up", "pending": items.len(), "actions": counts}))
 }
 
 async fn handle_eventbridge(

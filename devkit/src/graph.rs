@@ -291,6 +291,16 @@ impl GraphEmulator {
         id
     }
 
+    /// Backdates a user's `externalUserStateChangeDateTime` (an invitation pending that long).
+    pub fn set_state_changed(&self, mail: &str, days_ago: i64) {
+        if let Some(u) = self.inner().users.get_mut(&mail.to_ascii_lowercase()) {
+            u.external_user_state_change = (time::OffsetDateTime::now_utc()
+                - time::Duration::days(days_ago))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        }
+    }
+
     pub fn user(&self, mail: &str) -> Option<DirectoryUser> {
         self.inner().users.get(&mail.to_ascii_lowercase()).cloned()
     }

@@ -2,23 +2,43 @@
 //!
 //! ```text
 //! invite-relay render --event FILE [--config FILE] [--source NAME] [--out DIR]
+//! invite-relay pending [--days N] [--resend] [--show-emails]
 //! ```
 //!
 //! `render` shows every channel's message for an event, in every language each channel speaks,
 //! exactly as it would be sent (with a sample invitation link): the configuration is
 //! `--config` or `RELAY_CONFIG`, the event a request body or a Lambda HTTP event from
 //! `events/`. Files go to `--out`, or to standard output.
+//!
+//! `pending` lists the guests whose invitation is still pending, one JSON line each, and with
+//! `--resend` sends those pending for `--days` (default `FOLLOW_UP_AFTER_DAYS`, 7) a fresh link
+//! through the channels their first link went to — what the worker's scheduled follow-up does.
+//! It reads the functions' own environment (secret, Graph, `IDEMPOTENCY_TABLE`, AWS settings).
+//! Addresses are printed only with `--show-emails`.
 
 use std::process::ExitCode;
 
 use invite_relay::config::load_relay;
 use invite_relay::delivery::preview::render_all;
 
-const USAGE: &str =
-    "usage: invite-relay render --event FILE [--config FILE] [--source NAME] [--out DIR]";
+const USAGE: &str = "usage:\n  invite-relay render --event FILE [--config FILE] [--source NAME] [--out DIR]\n  invite-relay pending [--days N] [--resend] [--show-emails]";
 
 fn main() -> ExitCode {
-    match run(std::env::args().skip(1).collect()) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("pending") {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        return match runtime.block_on(pending(&args[1..])) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("invite-relay: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("invite-relay: {e}");
@@ -78,6 +98,48 @@ fn run(args: Vec<String>) -> Result<(), String> {
                 println!("==> {} <==\n{}", f.name, f.content);
             }
         }
+    }
+    Ok(())
+}
+
+async fn pending(args: &[String]) -> Result<(), String> {
+    let (mut days, mut resend, mut show_emails) = (None, false, false);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--resend" => resend = true,
+            "--show-emails" => show_emails = true,
+            "--days" => {
+                days = Some(
+                    it.next()
+                        .and_then(|d| d.parse::<u64>().ok())
+                        .filter(|d| *d >= 1)
+                        .ok_or("--days takes a whole number of days (1 or more)")?,
+                );
+            }
+            other => return Err(format!("unknown option {other}\n{USAGE}")),
+        }
+    }
+    let app = invite_relay::App::from_env(invite_relay::config::Role::Webhook)
+        .await
+        .map_err(|e| e.to_string())?;
+    if app.config().idempotency_table.is_none() {
+        return Err(
+            "IDEMPOTENCY_TABLE is required: follow-ups find each guest's channels there".into(),
+        );
+    }
+    let days = days.unwrap_or(app.config().follow_up_after_days);
+    let deadline = invite_relay::resilience::Deadline::after(std::time::Duration::from_secs(900));
+    let items = app
+        .follow_up(days, resend, deadline)
+        .await
+        .map_err(|p| format!("{}: {}", p.kind.slug(), p.detail))?;
+    for i in &items {
+        let mut line = serde_json::to_value(i).map_err(|e| e.to_string())?;
+        if show_emails {
+            line["mail"] = serde_json::json!(i.mail);
+        }
+        println!("{line}");
     }
     Ok(())
 }

@@ -7,6 +7,8 @@
 //! attribute), `in_progress_expiration` (epoch milliseconds: the lock holder's deadline),
 //! `invitation_id`, `invited_user_id`, `delivered` (string set of channels).
 //! One item per delivery id, `id = "delivery#{source}#{delivery id}"`, pointing at its event.
+//! One item per invited user, `id = "invitee#{user object id}"`: the event that invited them and
+//! the channels that got the link, kept [`super::INVITEE_RETENTION`] for follow-ups.
 //! Reads are strongly consistent, and expiry is checked on every read: TTL deletion can lag by
 //! days and is never relied on. The redeem URL is never written.
 
@@ -17,7 +19,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
-use super::{Claim, EventKey, Progress, StoreError};
+use super::{Claim, EventKey, Invitee, Progress, StoreError};
 
 pub struct DynamoStore {
     client: Client,
@@ -248,6 +250,47 @@ impl DynamoStore {
             .await
             .map(|_| ())
             .map_err(|e| store_err("PutItem", &e))
+    }
+
+    pub async fn remember_invitee(
+        &self,
+        user_id: &str,
+        invitee: &Invitee,
+    ) -> Result<(), StoreError> {
+        let expiration = (now() + super::INVITEE_RETENTION.max(self.retention)).as_secs();
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("id", s(format!("invitee#{user_id}")))
+            .item("source", s(&invitee.event.source))
+            .item("event_id", s(&invitee.event.event_id))
+            .item("expiration", n(expiration));
+        if !invitee.channels.is_empty() {
+            put = put.item("channels", AttributeValue::Ss(invitee.channels.clone()));
+        }
+        put.send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_err("PutItem", &e))
+    }
+
+    pub async fn invitee(&self, user_id: &str) -> Result<Option<Invitee>, StoreError> {
+        let Some(item) = self.get(&format!("invitee#{user_id}")).await? else {
+            return Ok(None);
+        };
+        let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+        Ok(Some(Invitee {
+            event: EventKey {
+                source: text("source").unwrap_or_default(),
+                event_id: text("event_id").unwrap_or_default(),
+            },
+            channels: item
+                .get("channels")
+                .and_then(|v| v.as_ss().ok())
+                .cloned()
+                .unwrap_or_default(),
+        }))
     }
 
     pub async fn completed_delivery(

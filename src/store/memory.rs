@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{Claim, EventKey, Progress};
+use super::{Claim, EventKey, Invitee, Progress};
 
 #[derive(Debug)]
 struct Record {
@@ -25,6 +25,7 @@ pub struct MemoryStore {
     retention: Duration,
     records: Mutex<HashMap<EventKey, Record>>,
     deliveries: Mutex<HashMap<DeliveryKey, (EventKey, Instant)>>,
+    invitees: Mutex<HashMap<String, Invitee>>,
 }
 
 impl MemoryStore {
@@ -34,6 +35,7 @@ impl MemoryStore {
             retention,
             records: Mutex::new(HashMap::new()),
             deliveries: Mutex::new(HashMap::new()),
+            invitees: Mutex::new(HashMap::new()),
         }
     }
 
@@ -163,6 +165,25 @@ impl MemoryStore {
                 r.locked_until = None;
             }
         });
+    }
+
+    pub fn remember_invitee(&self, user_id: &str, invitee: Invitee) {
+        let mut m = self
+            .invitees
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if m.len() >= MAX_RECORDS {
+            m.clear();
+        }
+        m.insert(user_id.to_owned(), invitee);
+    }
+
+    pub fn invitee(&self, user_id: &str) -> Option<Invitee> {
+        self.invitees
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(user_id)
+            .cloned()
     }
 
     pub fn release(&self, key: &EventKey) {

@@ -27,6 +27,17 @@ pub struct Progress {
     pub delivered: Vec<String>,
 }
 
+/// Who invited a user and where their link went: what a follow-up needs, without any of
+/// the invitee's personal data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invitee {
+    pub event: EventKey,
+    pub channels: Vec<String>,
+}
+
+/// How long the invitee pointers are kept (for follow-ups on pending invitations), at least.
+pub const INVITEE_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
+
 /// The answer to "may I process this event now?".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -108,6 +119,29 @@ impl Store {
         match self {
             Store::Memory(m) => Ok(m.completed_delivery(source, delivery_id)),
             Store::Dynamo(d) => d.completed_delivery(source, delivery_id).await,
+        }
+    }
+
+    /// Remembers which event invited `user_id` and which channels got the link.
+    pub async fn remember_invitee(
+        &self,
+        user_id: &str,
+        invitee: Invitee,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(m) => {
+                m.remember_invitee(user_id, invitee);
+                Ok(())
+            }
+            Store::Dynamo(d) => d.remember_invitee(user_id, &invitee).await,
+        }
+    }
+
+    /// The event that invited `user_id`, if remembered.
+    pub async fn invitee(&self, user_id: &str) -> Result<Option<Invitee>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.invitee(user_id)),
+            Store::Dynamo(d) => d.invitee(user_id).await,
         }
     }
 

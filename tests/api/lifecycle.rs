@@ -498,3 +498,111 @@ async fn half_a_certificate_stops_start_up() {
     assert!(e.contains("graph_client_private_key"), "{e}");
     assert!(!e.contains("BEGIN"), "no key material in errors");
 }
+
+/// Two partners invited through the relay, one pending long enough for a reminder; a guest the
+/// relay never invited; all in a DynamoDB table.
+async fn follow_up_app() -> TestApp {
+    let table = create_table().await;
+    let t = spawn_app_with(Options {
+        env: vec![("IDEMPOTENCY_TABLE", table)],
+        ..Options::default()
+    })
+    .await;
+    let mut a = event("evt_follow_a");
+    a["invitee"]["email"] = "ada@partner.example".into();
+    assert_eq!(t.post(&a).await.status, 200);
+    let mut b = event("evt_follow_b");
+    b["invitee"]["email"] = "bob@partner.example".into();
+    b["delivery"] = json!({"channels": ["slack"]});
+    assert_eq!(t.post(&b).await.status, 200);
+    t.graph.set_state_changed("ada@partner.example", 10);
+    t.graph.set_state_changed("bob@partner.example", 2);
+    t.graph.seed_user(
+        "carol@elsewhere.example",
+        "Guest",
+        Some("PendingAcceptance"),
+        30,
+    );
+    t.graph.seed_user("dave@contoso.example", "Member", None, 0);
+    t
+}
+
+#[tokio::test]
+async fn the_scheduled_follow_up_resends_a_fresh_link_through_the_original_channels_once() {
+    let t = follow_up_app().await;
+    let scheduled = load_event("eventbridge-scheduled-follow-up.json");
+    let deadline = invite_relay::resilience::Deadline::after(std::time::Duration::from_secs(20));
+    let out = invite_relay::worker::handle(&t.app, scheduled.clone(), deadline)
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        json!({"status": "follow-up", "pending": 3,
+               "actions": {"no-record": 1, "not-due": 1, "resent": 1}})
+    );
+    // Ada's first link went to Slack and the webhook: the reminder does too, with a new link.
+    let urls = t.graph.redeem_urls();
+    assert_eq!(urls.len(), 3);
+    let slack = t.slack.delivered();
+    assert_eq!(slack.len(), 3, "two first links and one reminder");
+    assert!(slack[2].body.contains(urls[2].as_str()));
+    let hooks = t.hook.delivered();
+    assert_eq!(hooks.len(), 2);
+    assert!(hooks[1].body.contains(urls[2].as_str()));
+    assert_ne!(hooks[0].header("webhook-id"), hooks[1].header("webhook-id"));
+    let reinvite = &t.graph.invitation_calls()[2].body;
+    assert_eq!(reinvite["invitedUserEmailAddress"], "ada@partner.example");
+    assert_eq!(reinvite["sendInvitationMessage"], false);
+
+    // The schedule runs again the same period: nobody is reminded twice.
+    let again = invite_relay::worker::handle(&t.app, scheduled, deadline)
+        .await
+        .unwrap();
+    assert_eq!(again["actions"]["already-reminded"], 1);
+    assert_eq!(t.slack.delivered().len(), 3);
+    assert_eq!(t.graph.invitation_calls().len(), 3);
+    t.assert_logs_clean(&[
+        "ada@partner.example",
+        "bob@partner.example",
+        "carol@elsewhere.example",
+    ]);
+}
+
+#[tokio::test]
+async fn the_pending_command_lists_guests_for_an_operator() {
+    let t = follow_up_app().await;
+    // The emulators run in this process: the command runs beside them, not blocking them.
+    let run = |args: &'static [&'static str]| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_invite-relay"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_ENDPOINT_URL", aws_endpoint())
+            .env("AWS_REGION", "eu-west-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .envs(t.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .args(args);
+        async move {
+            let o = cmd.output().await.unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            String::from_utf8(o.stdout).unwrap()
+        }
+    };
+    let listed = run(&["pending", "--days", "7"]).await;
+    let lines: Vec<Value> = listed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{listed}");
+    let ada = lines
+        .iter()
+        .find(|l| l["action"] == "due")
+        .expect("Ada is due");
+    assert_eq!(ada["daysPending"], 10);
+    assert_eq!(ada["channels"], json!(["slack", "webhook"]));
+    assert!(!listed.contains('@'), "no addresses without --show-emails");
+    assert_eq!(t.graph.invitation_calls().len(), 2, "listing sends nothing");
+
+    let shown = run(&["pending", "--days", "7", "--show-emails"]).await;
+    assert!(shown.contains("ada@partner.example"));
+}
