@@ -8,6 +8,7 @@ mod channels;
 mod faults;
 mod fuzz;
 mod generic;
+mod graph_contract;
 mod graph_errors;
 mod lifecycle;
 mod presets;
