@@ -41,6 +41,9 @@ pub struct Config {
     /// Secrets Manager secret name or ARN (`RELAY_SECRET_ID`).
     pub secret_id: String,
     pub secret_ttl: Duration,
+    /// `SECRET_READ_AT_START`: read the secret during init (fail fast on a bad secret), or on
+    /// the first event (a shorter init, a longer first event).
+    pub secret_read_at_start: bool,
     pub graph: GraphConfig,
     pub redirect: RedirectPolicy,
     /// `INVITEE_DOMAIN_ALLOWLIST`, `INVITEE_DOMAIN_DENYLIST`, `TENANT_VERIFIED_DOMAINS`.
@@ -217,6 +220,10 @@ impl Config {
                 300,
                 0..=86_400,
             )?),
+            secret_read_at_start: match var("SECRET_READ_AT_START") {
+                None => true,
+                v => flag("SECRET_READ_AT_START", v)?,
+            },
             graph,
             redirect: RedirectPolicy::new(default_redirect, allowlist),
             invitee_domains: DomainPolicy::new(

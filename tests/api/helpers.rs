@@ -293,6 +293,13 @@ pub struct TestParts {
     _guard: tracing::subscriber::DefaultGuard,
 }
 
+impl TestApp {
+    /// Assembles a test app from a started app and its parts.
+    pub fn from_parts(app: App, parts: TestParts) -> Self {
+        Self { app, parts }
+    }
+}
+
 pub async fn spawn_app_with(opts: Options) -> TestApp {
     let (app, parts) = try_spawn_app_with(opts).await;
     TestApp {

@@ -94,3 +94,30 @@ async fn bad_relay_config_fails_at_startup_naming_the_line() {
     .await;
     assert!(e.contains("line 2") && e.contains("hmac-md5"), "{e}");
 }
+
+#[tokio::test]
+async fn reading_the_secret_on_the_first_event_instead_fails_that_event_closed() {
+    // SECRET_READ_AT_START=false: start-up doesn't read the secret, so a bad one surfaces on
+    // the first event, which is refused (503, retryable) with nothing done.
+    let mut secret = serde_json::Map::new();
+    secret.insert("graph_client_secret".into(), Value::Null);
+    let (app, parts) = try_spawn_app_with(Options {
+        secret,
+        env: vec![("SECRET_READ_AT_START", "false".into())],
+        ..Options::default()
+    })
+    .await;
+    let app = app.expect("start-up does not read the secret");
+    let t = TestApp::from_parts(app, parts);
+    let a = t.post(&sample_body()).await;
+    assert_eq!(a.status, 503, "{}", a.raw);
+    assert!(t.graph.invitation_calls().is_empty());
+
+    // With a good secret the first event reads it and succeeds.
+    let t = spawn_app_with(Options {
+        env: vec![("SECRET_READ_AT_START", "false".into())],
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(t.post(&sample_body()).await.status, 200);
+}

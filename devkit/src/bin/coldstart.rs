@@ -95,6 +95,26 @@ struct Run {
     first_us: u128,
     warm_us: Vec<u128>,
     peak_rss_kb: u64,
+    /// The function's own account of its init (`start-up timings` and `invite-relay ready`
+    /// log lines), in microseconds: configuration, AWS SDK configuration, the rest of start-up
+    /// and, within it, the secret read.
+    phases: HashMap<&'static str, u128>,
+}
+
+/// Reads the phase fields from the function's JSON log lines.
+fn phases(log: &str) -> HashMap<&'static str, u128> {
+    let mut out = HashMap::new();
+    for line in log.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        for key in ["config_us", "aws_config_us", "app_us", "secret_read_us"] {
+            if let Some(n) = v.get(key).and_then(serde_json::Value::as_u64) {
+                out.insert(key, u128::from(n));
+            }
+        }
+    }
+    out
 }
 
 fn percentile(v: &mut [u128], p: f64) -> u128 {
@@ -134,12 +154,27 @@ async fn cold_start(
         .env_clear()
         .envs(env.iter().cloned())
         .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("{binary}: {e}"))?;
     let pid = child.id().unwrap_or(0);
+    // Drained all along (a full pipe would stall the function); only the start-up lines kept.
+    let stdout = child.stdout.take();
+    let reader = tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut kept = String::new();
+        let Some(out) = stdout else { return kept };
+        let mut lines = tokio::io::BufReader::new(out).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("start-up timings") {
+                kept.push_str(&line);
+                kept.push('\n');
+            }
+        }
+        kept
+    });
     let init = loop {
         if let Some(t) = *rt.first_next.lock().unwrap() {
             break t - started;
@@ -183,11 +218,17 @@ async fn cold_start(
         .unwrap_or(0);
     let _ = child.kill().await;
     server.abort();
+    let log = tokio::time::timeout(Duration::from_secs(2), reader)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
     Ok(Run {
         init_us: init.as_micros(),
         first_us: durations[0],
         warm_us: durations[1..].to_vec(),
         peak_rss_kb,
+        phases: phases(&log),
     })
 }
 
@@ -266,7 +307,8 @@ async fn main() {
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
             ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
             ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
-            ("AWS_LAMBDA_LOG_LEVEL", "WARN"),
+            // Warnings only, plus the function's start-up timings line.
+            ("RUST_LOG", "warn,invite_relay::startup=info"),
             ("AWS_REGION", "eu-west-1"),
             ("AWS_ACCESS_KEY_ID", "bench"),
             ("AWS_SECRET_ACCESS_KEY", "bench"),
@@ -311,8 +353,13 @@ async fn main() {
     };
     let hello_event = |_: usize| sample.to_string();
 
+    // The same function, reading its secret on the first event instead of during init.
+    let mut lazy_env = webhook_env.clone();
+    lazy_env.push(("SECRET_READ_AT_START".into(), "false".into()));
+
     let mut floor_runs = Vec::new();
     let mut relay_runs = Vec::new();
+    let mut lazy_runs = Vec::new();
     for _ in 0..cold {
         // Interleaved, so both see the same machine conditions.
         floor_runs.push(
@@ -325,15 +372,25 @@ async fn main() {
                 .await
                 .expect("webhook run"),
         );
+        lazy_runs.push(
+            cold_start(&function, &lazy_env, &signed, warm)
+                .await
+                .expect("webhook run (secret read on the first event)"),
+        );
     }
     let f = summarise(&floor_runs);
     let r = summarise(&relay_runs);
+    let l = summarise(&lazy_runs);
     println!(
         "cold starts: {cold} each, warm events per cold start: {warm} (medians over all runs)"
     );
     println!("| | init p50 | first event p50 | warm p50 | warm p99 | peak RSS |");
     println!("|---|---|---|---|---|---|");
-    for (name, s) in [("hello-world floor", &f), ("invite-relay webhook", &r)] {
+    for (name, s) in [
+        ("hello-world floor", &f),
+        ("invite-relay webhook", &r),
+        ("invite-relay webhook, SECRET_READ_AT_START=false", &l),
+    ] {
         println!(
             "| {name} | {} | {} | {} | {} | {:.1} MB |",
             ms(s.init_p50),
@@ -343,10 +400,26 @@ async fn main() {
             s.rss_kb as f64 / 1024.0
         );
     }
+    for (name, s) in [("webhook", &r), ("webhook, secret on first event", &l)] {
+        println!(
+            "ratios ({name}): init {:.2}x the floor; first event {:.2}x a warm event",
+            s.init_p50 as f64 / f.init_p50.max(1) as f64,
+            s.first_p50 as f64 / s.warm_p50.max(1) as f64
+        );
+    }
+    let phase = |key: &str| {
+        let mut v: Vec<u128> = relay_runs
+            .iter()
+            .filter_map(|r| r.phases.get(key).copied())
+            .collect();
+        ms(percentile(&mut v, 0.5))
+    };
     println!(
-        "ratios: init {:.2}x the floor; first event {:.2}x a warm event",
-        r.init_p50 as f64 / f.init_p50.max(1) as f64,
-        r.first_p50 as f64 / r.warm_p50.max(1) as f64
+        "webhook init breakdown (p50, from its own log): configuration {}, AWS SDK configuration {}, clients and secret {} (secret read {})",
+        phase("config_us"),
+        phase("aws_config_us"),
+        phase("app_us"),
+        phase("secret_read_us")
     );
     println!("graph invitations created: {}", graph.created().len());
 }
