@@ -396,7 +396,9 @@ impl App {
             durable_store = config.idempotency_table.is_some(),
             "invite-relay ready"
         );
+        let tls = crate::delivery::guard::tls_config();
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls.clone())
             .timeout(config.outbound_timeout)
             .connect_timeout(config.outbound_timeout.min(Duration::from_secs(3)))
             .redirect(reqwest::redirect::Policy::none())
@@ -411,6 +413,7 @@ impl App {
                 allow_private,
                 sdk,
                 &config.delivery,
+                tls,
             ),
             queues: Queues::new(
                 aws_sdk_sqs::Client::new(sdk),

@@ -122,6 +122,25 @@ impl Resolve for PublicOnlyResolver {
     }
 }
 
+/// The TLS configuration of every HTTP client of the function: rustls with aws-lc (the AWS
+/// SDK's crypto too) and the platform's certificate verifier. Built once at start-up and
+/// shared: each client building its own would load the root certificates again (about 3 ms
+/// each, measured in `BENCHMARKS.md`).
+///
+/// # Panics
+/// When the system offers no usable root certificates: nothing could be verified.
+pub fn tls_config() -> rustls::ClientConfig {
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
+        .expect("the platform's root certificates load");
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("aws-lc supports the default protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
+        .with_no_client_auth()
+}
+
 /// Whether a failed request was stopped by [`PublicOnlyResolver`].
 pub fn refused_by_guard(e: &reqwest::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
@@ -137,8 +156,13 @@ pub fn refused_by_guard(e: &reqwest::Error) -> bool {
 /// Builds the HTTP client used for deliveries: no redirects, no proxy from the environment (a
 /// proxy would resolve the target itself, past the resolver's check), a timeout on every call,
 /// and the public-only resolver unless private networks are explicitly allowed.
-pub fn delivery_http_client(timeout: std::time::Duration, allow_private: bool) -> reqwest::Client {
+pub fn delivery_http_client(
+    timeout: std::time::Duration,
+    allow_private: bool,
+    tls: rustls::ClientConfig,
+) -> reqwest::Client {
     let builder = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)

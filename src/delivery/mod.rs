@@ -667,9 +667,10 @@ impl Deliverer {
         allow_private: bool,
         sdk: &aws_config::SdkConfig,
         config: &DeliveryConfig,
+        tls: rustls::ClientConfig,
     ) -> Self {
         Self {
-            http: guard::delivery_http_client(timeout, allow_private),
+            http: guard::delivery_http_client(timeout, allow_private, tls),
             allow_private,
             ses: email::SesClients::new(sdk, timeout, config.email_regions()),
         }
