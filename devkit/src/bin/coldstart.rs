@@ -9,7 +9,14 @@
 //!
 //! ```text
 //! coldstart --function target/release/webhook --floor target/release/hello \
-//!           --aws-endpoint http://127.0.0.1:5000 [--cold 10] [--warm 200]
+//!           --aws-endpoint http://127.0.0.1:5000 [--cold 10] [--warm 200] \
+//!           [--queue-url URL --table NAME]
+//! ```
+//!
+//! With `--queue-url` and `--table` (an SQS queue and a DynamoDB table in the AWS emulator), a
+//! fourth series runs the webhook in queue mode: verify, check the record, enqueue, answer 202.
+//!
+//! ```text
 //! ```
 
 use std::collections::HashMap;
@@ -203,7 +210,7 @@ async fn cold_start(
             .await
             .map_err(|_| "invocation timed out")?
             .map_err(|_| "lost")?;
-        if status != 200 {
+        if !(200..300).contains(&status) {
             return Err(format!("{binary}: invocation {i} failed"));
         }
         durations.push(t.elapsed().as_micros());
@@ -360,6 +367,17 @@ async fn main() {
     let mut floor_runs = Vec::new();
     let mut relay_runs = Vec::new();
     let mut lazy_runs = Vec::new();
+    let mut queue_runs = Vec::new();
+    let queue_env = match (flag("--queue-url"), flag("--table")) {
+        (Some(q), Some(t)) => {
+            let mut e = webhook_env.clone();
+            e.push(("PROCESSING_MODE".into(), "queue".into()));
+            e.push(("QUEUE_URL".into(), q));
+            e.push(("IDEMPOTENCY_TABLE".into(), t));
+            Some(e)
+        }
+        _ => None,
+    };
     for _ in 0..cold {
         // Interleaved, so both see the same machine conditions.
         floor_runs.push(
@@ -377,20 +395,35 @@ async fn main() {
                 .await
                 .expect("webhook run (secret read on the first event)"),
         );
+        if let Some(env) = &queue_env {
+            queue_runs.push(
+                cold_start(&function, env, &signed, warm)
+                    .await
+                    .expect("webhook run (queue mode)"),
+            );
+        }
     }
     let f = summarise(&floor_runs);
     let r = summarise(&relay_runs);
     let l = summarise(&lazy_runs);
+    let q = (!queue_runs.is_empty()).then(|| summarise(&queue_runs));
     println!(
         "cold starts: {cold} each, warm events per cold start: {warm} (medians over all runs)"
     );
     println!("| | init p50 | first event p50 | warm p50 | warm p99 | peak RSS |");
     println!("|---|---|---|---|---|---|");
-    for (name, s) in [
+    let mut rows = vec![
         ("hello-world floor", &f),
         ("invite-relay webhook", &r),
         ("invite-relay webhook, SECRET_READ_AT_START=false", &l),
-    ] {
+    ];
+    if let Some(q) = &q {
+        rows.push((
+            "invite-relay webhook, PROCESSING_MODE=queue (enqueue, 202)",
+            q,
+        ));
+    }
+    for (name, s) in rows {
         println!(
             "| {name} | {} | {} | {} | {} | {:.1} MB |",
             ms(s.init_p50),
