@@ -396,7 +396,7 @@ impl App {
             durable_store = config.idempotency_table.is_some(),
             "invite-relay ready"
         );
-        let tls = crate::delivery::guard::tls_config();
+        let tls = crate::delivery::guard::tls_config().map_err(ConfigError)?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls.clone())
             .timeout(config.outbound_timeout)

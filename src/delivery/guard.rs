@@ -127,18 +127,18 @@ impl Resolve for PublicOnlyResolver {
 /// shared: each client building its own would load the root certificates again (about 3 ms
 /// each, measured in `BENCHMARKS.md`).
 ///
-/// # Panics
+/// # Errors
 /// When the system offers no usable root certificates: nothing could be verified.
-pub fn tls_config() -> rustls::ClientConfig {
+pub fn tls_config() -> Result<rustls::ClientConfig, String> {
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-        .expect("the platform's root certificates load");
-    rustls::ClientConfig::builder_with_provider(provider)
+        .map_err(|e| format!("the platform's root certificates can't be used: {e}"))?;
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .expect("aws-lc supports the default protocol versions")
+        .map_err(|e| format!("TLS configuration: {e}"))?
         .dangerous()
         .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
-        .with_no_client_auth()
+        .with_no_client_auth())
 }
 
 /// Whether a failed request was stopped by [`PublicOnlyResolver`].
