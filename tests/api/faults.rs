@@ -256,7 +256,7 @@ async fn fault_injection_loses_nothing_and_explains_every_duplicate() {
             let failed = for_event.iter().filter(|r| r.status != 200).count();
             (ok, late, failed)
         };
-        let (s_ok, s_late, s_failed) = per_channel(&slack, &format!("`{eid}`"));
+        let (s_ok, s_late, s_failed) = per_channel(&slack, &format!("Event {eid} from"));
         let (w_ok, w_late, w_failed) = per_channel(&hook, &format!("\"eventId\":\"{eid}\""));
         let fully_delivered = s_ok >= 1 && w_ok >= 1;
         if fully_delivered {
