@@ -502,6 +502,20 @@ async fn add_member(
     response
 }
 
+/// Graph's 404 for a directory object that doesn't exist (or isn't replicated yet).
+fn not_found(id: &str) -> (u16, Response) {
+    (
+        404,
+        graph_error(
+            404,
+            "Request_ResourceNotFound",
+            &format!(
+                "Resource '{id}' does not exist or one of its queried reference-property objects are not present."
+            ),
+        ),
+    )
+}
+
 fn add_member_response(
     s: &Shared,
     group: &str,
@@ -532,41 +546,14 @@ fn add_member_response(
     };
     let mut inner = s.inner.lock().unwrap();
     if !inner.groups.contains_key(group) {
-        return (
-            404,
-            graph_error(
-                404,
-                "Request_ResourceNotFound",
-                &format!(
-                    "Resource '{group}' does not exist or one of its queried reference-property objects are not present."
-                ),
-            ),
-        );
+        return not_found(group);
     }
     let Some(user) = inner.users.values_mut().find(|u| u.id == user_id) else {
-        return (
-            404,
-            graph_error(
-                404,
-                "Request_ResourceNotFound",
-                &format!(
-                    "Resource '{user_id}' does not exist or one of its queried reference-property objects are not present."
-                ),
-            ),
-        );
+        return not_found(&user_id);
     };
     if user.unreplicated > 0 {
         user.unreplicated -= 1;
-        return (
-            404,
-            graph_error(
-                404,
-                "Request_ResourceNotFound",
-                &format!(
-                    "Resource '{user_id}' does not exist or one of its queried reference-property objects are not present."
-                ),
-            ),
-        );
+        return not_found(&user_id);
     }
     let members = inner.groups.get_mut(group).expect("checked above");
     if members.contains(&user_id) {

@@ -276,6 +276,8 @@ pub struct Templates {
     env: Environment<'static>,
     brand: Value,
     channels: BTreeMap<String, ChannelTemplates>,
+    /// The built-in languages of each kind (implicit channels speak these).
+    builtin: BTreeMap<ChannelKind, BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for Templates {
@@ -331,6 +333,10 @@ impl Templates {
             env,
             brand: Value::from(minijinja::value::Serde(brand)),
             channels: BTreeMap::new(),
+            builtin: ChannelKind::ALL
+                .into_iter()
+                .map(|k| (k, builtin_languages(k)))
+                .collect(),
         };
         for (name, kind, default_language, spec) in channels {
             out.add_channel(name, *kind, default_language.as_deref(), spec)?;
@@ -454,8 +460,8 @@ impl Templates {
         requested: Option<&str>,
     ) -> String {
         let (languages, default) = match self.channels.get(channel) {
-            Some(c) => (c.languages.clone(), c.default_language.clone()),
-            None => (builtin_languages(kind), FALLBACK_LANGUAGE.to_owned()),
+            Some(c) => (&c.languages, c.default_language.as_str()),
+            None => (&self.builtin[&kind], FALLBACK_LANGUAGE),
         };
         if let Some(req) = requested.map(|r| r.trim().replace('_', "-").to_ascii_lowercase()) {
             let mut tag = req.as_str();
@@ -469,14 +475,14 @@ impl Templates {
                 }
             }
         }
-        default
+        default.to_owned()
     }
 
     /// Every language a channel can write in.
     pub fn languages(&self, channel: &str, kind: ChannelKind) -> Vec<String> {
         match self.channels.get(channel) {
             Some(c) => c.languages.iter().cloned().collect(),
-            None => builtin_languages(kind).into_iter().collect(),
+            None => self.builtin[&kind].iter().cloned().collect(),
         }
     }
 
