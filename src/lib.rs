@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`app`]: the dependencies, built once, and the pipeline from request to answer.
+//! - [`aws`]: the AWS SDK configuration, sending over the function's own HTTP client.
 //! - [`config`]: typed configuration from the environment and the relay config file.
 //! - [`inbound`]: routing, request limits, strict JSON, signature schemes, source mappings.
 //! - [`expr`]: the expression language of mappings and filters (minijinja expressions).
@@ -24,6 +25,7 @@
 //! - [`problem`]: RFC 9457 problem+json answers.
 
 pub mod app;
+pub mod aws;
 pub mod config;
 pub mod delivery;
 pub mod domain;

@@ -122,22 +122,59 @@ impl Resolve for PublicOnlyResolver {
     }
 }
 
-/// The TLS configuration of every HTTP client of the function: rustls with aws-lc (the AWS
-/// SDK's crypto too) and the platform's certificate verifier. Built once at start-up and
-/// shared: each client building its own would load the root certificates again (about 3 ms
-/// each, measured in `BENCHMARKS.md`).
+/// The TLS configuration of every HTTP client of the function, the AWS SDK's included (see
+/// [`crate::aws`]): rustls with aws-lc, trusting the Mozilla root program's certificates
+/// compiled into the binary (`webpki-roots`) plus, when `EXTRA_CA_CERTS` names a PEM file,
+/// the certificates in it. Built once per process and shared; no certificate directory is
+/// scanned and nothing is parsed at start-up (measured in `BENCHMARKS.md`).
 ///
 /// # Errors
-/// When the system offers no usable root certificates: nothing could be verified.
+/// `EXTRA_CA_CERTS` is set but can't be read or holds no certificate.
 pub fn tls_config() -> Result<rustls::ClientConfig, String> {
+    static TLS: std::sync::OnceLock<Result<rustls::ClientConfig, String>> =
+        std::sync::OnceLock::new();
+    TLS.get_or_init(|| {
+        tls_config_with(
+            std::env::var_os(EXTRA_CA_CERTS)
+                .as_deref()
+                .map(std::path::Path::new),
+        )
+    })
+    .clone()
+}
+
+/// Names a PEM file of certificate authorities to trust besides the compiled-in roots (a
+/// private CA, or a TLS-inspecting egress proxy's).
+pub const EXTRA_CA_CERTS: &str = "EXTRA_CA_CERTS";
+
+/// [`tls_config`] with the extra certificate authorities of `extra` (a PEM file), built anew.
+///
+/// # Errors
+/// `extra` can't be read or holds no usable certificate.
+pub fn tls_config_with(extra: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = extra {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("{EXTRA_CA_CERTS}: can't read certificates: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!("{EXTRA_CA_CERTS}: the file holds no certificate"));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("{EXTRA_CA_CERTS}: unusable certificate: {e}"))?;
+        }
+    }
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-        .map_err(|e| format!("the platform's root certificates can't be used: {e}"))?;
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS configuration: {e}"))?
-        .dangerous()
-        .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
+        .with_root_certificates(roots)
         .with_no_client_auth())
 }
 

@@ -114,9 +114,12 @@ pub async fn sent_emails(to: &str) -> Vec<SentEmail> {
         .collect()
 }
 
-/// SDK configuration pointing at the AWS emulator through the standard endpoint setting.
+/// SDK configuration pointing at the AWS emulator through the standard endpoint setting, sending
+/// over the function's own HTTP client as in production.
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let http = invite_relay::aws::default_client(std::time::Duration::from_secs(3))
+        .expect("TLS configuration");
+    invite_relay::aws::loader(http)
         .endpoint_url(aws_endpoint())
         .region(aws_config::Region::new("eu-west-1"))
         .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(

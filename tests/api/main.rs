@@ -16,3 +16,4 @@ mod refusals;
 mod reliability;
 mod ssrf;
 mod startup;
+mod tls;

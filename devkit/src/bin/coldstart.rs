@@ -108,20 +108,40 @@ struct Run {
     phases: HashMap<&'static str, u128>,
 }
 
-/// Reads the phase fields from the function's JSON log lines.
-fn phases(log: &str) -> HashMap<&'static str, u128> {
+/// Reads the phase fields from the function's JSON log lines; `spawned_unix_us` (when the
+/// process was started) turns its `started_unix_us` into the time before its own start-up code
+/// ran (executable loading, runtime and logging set-up).
+fn phases(log: &str, spawned_unix_us: u128) -> HashMap<&'static str, u128> {
     let mut out = HashMap::new();
     for line in log.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
-        for key in ["config_us", "aws_config_us", "app_us", "secret_read_us"] {
+        for key in [
+            "config_us",
+            "tls_us",
+            "aws_config_us",
+            "app_us",
+            "secret_read_us",
+        ] {
             if let Some(n) = v.get(key).and_then(serde_json::Value::as_u64) {
                 out.insert(key, u128::from(n));
             }
         }
+        if let Some(n) = v.get("started_unix_us").and_then(serde_json::Value::as_u64) {
+            out.insert(
+                "before_app_us",
+                u128::from(n).saturating_sub(spawned_unix_us),
+            );
+        }
     }
     out
+}
+
+fn unix_us() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros())
 }
 
 fn percentile(v: &mut [u128], p: f64) -> u128 {
@@ -156,6 +176,7 @@ async fn cold_start(
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
+    let spawned_unix_us = unix_us();
     let started = Instant::now();
     let mut child = tokio::process::Command::new(binary)
         .env_clear()
@@ -235,7 +256,7 @@ async fn cold_start(
         first_us: durations[0],
         warm_us: durations[1..].to_vec(),
         peak_rss_kb,
-        phases: phases(&log),
+        phases: phases(&log, spawned_unix_us),
     })
 }
 
@@ -448,8 +469,10 @@ async fn main() {
         ms(percentile(&mut v, 0.5))
     };
     println!(
-        "webhook init breakdown (p50, from its own log): configuration {}, AWS SDK configuration {}, clients and secret {} (secret read {})",
+        "webhook init breakdown (p50, from its own log): before its start-up code {}, configuration {}, TLS and root certificates {}, AWS SDK configuration {}, clients and secret {} (secret read {})",
+        phase("before_app_us"),
         phase("config_us"),
+        phase("tls_us"),
         phase("aws_config_us"),
         phase("app_us"),
         phase("secret_read_us")

@@ -1,0 +1,121 @@
+//! The AWS SDK's HTTP transport: the function's own reqwest client, with the one TLS
+//! configuration and root store the Graph and delivery clients use.
+//!
+//! The SDK's built-in HTTPS client would load and parse the root certificates again for every
+//! SDK client it serves, and bring a second HTTP stack into the binary; measured in
+//! `BENCHMARKS.md`. This adapter implements the SDK's public `HttpClient` extension point, so
+//! signing, retries, timeouts and error classification stay the SDK's own.
+
+use std::time::Duration;
+
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::shared::IntoShared;
+use aws_smithy_types::body::SdkBody;
+
+/// SDK configuration from the standard sources (`AWS_REGION`, `AWS_ENDPOINT_URL`, the
+/// credential chain), sending over `http`.
+pub fn loader(http: reqwest::Client) -> aws_config::ConfigLoader {
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http_client(http))
+}
+
+/// The SDK's HTTP client backed by `http`.
+pub fn http_client(http: reqwest::Client) -> SharedHttpClient {
+    ReqwestHttpClient { http }.into_shared()
+}
+
+/// An HTTP client for the SDK: no redirects (AWS APIs don't redirect), no proxy from the
+/// environment, the shared TLS configuration.
+///
+/// # Errors
+/// The TLS configuration can't be built.
+pub fn default_client(connect_timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(crate::delivery::guard::tls_config()?)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(connect_timeout)
+        .build()
+        .map_err(|e| format!("HTTP client for AWS: {e}"))
+}
+
+#[derive(Debug)]
+struct ReqwestHttpClient {
+    http: reqwest::Client,
+}
+
+impl HttpClient for ReqwestHttpClient {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        _components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        // reqwest has no per-request read timeout: a set read timeout bounds the whole exchange
+        // together with the connect timeout. Without one, the SDK's operation timeouts apply.
+        let timeout = settings
+            .read_timeout()
+            .map(|read| read + settings.connect_timeout().unwrap_or_default());
+        SharedHttpConnector::new(ReqwestConnector {
+            http: self.http.clone(),
+            timeout,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct ReqwestConnector {
+    http: reqwest::Client,
+    timeout: Option<Duration>,
+}
+
+impl HttpConnector for ReqwestConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let http = self.http.clone();
+        let timeout = self.timeout;
+        HttpConnectorFuture::new(async move {
+            let request = request
+                .try_into_http1x()
+                .map_err(|e| ConnectorError::user(e.into()))?;
+            let (parts, body) = request.into_parts();
+            let body = body
+                .bytes()
+                .ok_or_else(|| {
+                    ConnectorError::user("streaming request bodies are not supported".into())
+                })?
+                .to_vec();
+            let url = parts.uri.to_string();
+            let mut builder = http
+                .request(parts.method, url)
+                .headers(parts.headers)
+                .body(body);
+            if let Some(timeout) = timeout {
+                builder = builder.timeout(timeout);
+            }
+            let response = builder.send().await.map_err(classify)?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response.bytes().await.map_err(classify)?;
+            let mut out = http::Response::new(SdkBody::from(body));
+            *out.status_mut() = status;
+            *out.headers_mut() = headers;
+            HttpResponse::try_from(out).map_err(|e| ConnectorError::other(e.into(), None))
+        })
+    }
+}
+
+/// Maps a transport failure to the SDK's kinds, which decide retries: timeouts and I/O
+/// failures are transient.
+fn classify(e: reqwest::Error) -> ConnectorError {
+    if e.is_timeout() {
+        ConnectorError::timeout(e.into())
+    } else if e.is_connect() || e.is_request() || e.is_body() {
+        ConnectorError::io(e.into())
+    } else {
+        ConnectorError::other(e.into(), None)
+    }
+}
