@@ -426,7 +426,7 @@ impl App {
                 tls,
             ),
             queues: Queues::new(
-                aws_sdk_sqs::Client::new(sdk),
+                sdk,
                 config.queue_url.clone(),
                 config.dead_letter_queue_url.clone(),
             ),

@@ -20,8 +20,25 @@ use aws_smithy_types::body::SdkBody;
 
 /// SDK configuration from the standard sources (`AWS_REGION`, `AWS_ENDPOINT_URL`, the
 /// credential chain), sending over `http`.
+///
+/// Lambda puts the region and the execution role's credentials in the environment, where the
+/// default chains look first; taking them from there directly gives the same values without
+/// building the rest of the chains (profile files, STS clients for web identity and assumed
+/// roles), which start-up would otherwise pay for. Elsewhere (the operator's command line with
+/// a profile or SSO) the default chains apply.
 pub fn loader(http: reqwest::Client) -> aws_config::ConfigLoader {
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http_client(http))
+    let mut loader =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http_client(http));
+    let set = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if let Some(region) = set("AWS_REGION").or_else(|| set("AWS_DEFAULT_REGION")) {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    if set("AWS_ACCESS_KEY_ID").is_some() && set("AWS_SECRET_ACCESS_KEY").is_some() {
+        loader = loader.credentials_provider(
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        );
+    }
+    loader
 }
 
 /// The SDK's HTTP client backed by `http`.

@@ -19,7 +19,8 @@ pub struct QueuedEvent {
 
 /// SQS access for both functions.
 pub struct Queues {
-    client: aws_sdk_sqs::Client,
+    /// Built only when a queue is configured: a sync-mode webhook never pays for it.
+    client: Option<aws_sdk_sqs::Client>,
     /// Where the webhook sends events (queue mode).
     pub queue_url: Option<String>,
     /// Where the worker parks events that can't succeed.
@@ -37,15 +38,22 @@ fn code<E: aws_sdk_sqs::error::ProvideErrorMetadata>(e: &E) -> String {
 
 impl Queues {
     pub fn new(
-        client: aws_sdk_sqs::Client,
+        sdk: &aws_config::SdkConfig,
         queue_url: Option<String>,
         dead_letter_url: Option<String>,
     ) -> Self {
         Self {
-            client,
+            client: (queue_url.is_some() || dead_letter_url.is_some())
+                .then(|| aws_sdk_sqs::Client::new(sdk)),
             queue_url,
             dead_letter_url,
         }
+    }
+
+    fn client(&self) -> Result<&aws_sdk_sqs::Client, QueueError> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| QueueError("no queue configured".into()))
     }
 
     /// Sends `event` to the processing queue.
@@ -59,7 +67,7 @@ impl Queues {
             .ok_or_else(|| QueueError("queue URL not configured".into()))?;
         let body =
             serde_json::to_string(event).map_err(|_| QueueError("serialisation failed".into()))?;
-        self.client
+        self.client()?
             .send_message()
             .queue_url(url)
             .message_body(body)
@@ -93,7 +101,7 @@ impl Queues {
                 .build()
                 .map_err(|_| QueueError("bad attribute".into()))
         };
-        self.client
+        self.client()?
             .send_message()
             .queue_url(url)
             .message_body(body)

@@ -147,7 +147,10 @@ fn the_function_fails_closed_on_an_unusable_extra_authority_file() {
     };
     let missing = start(&fixture("no-such-file.pem"));
     assert!(missing.contains("cannot start"), "{missing}");
-    assert!(missing.contains("EXTRA_CA_CERTS: can't read certificates"), "{missing}");
+    assert!(
+        missing.contains("EXTRA_CA_CERTS: can't read certificates"),
+        "{missing}"
+    );
     let usable = start(&fixture("test-ca-cert.pem"));
     assert!(usable.contains("cannot start"), "{usable}");
     assert!(!usable.contains("EXTRA_CA_CERTS"), "{usable}");
