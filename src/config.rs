@@ -434,13 +434,22 @@ pub fn load_relay(
     relay_config: Option<&str>,
     tenant_domains: &[String],
 ) -> Result<Relay, ConfigError> {
-    let mut presets = BTreeMap::new();
-    for (name, text) in PRESETS {
-        let file = parse_file(&format!("preset {name}"), text)?;
-        for (source, spec) in file.sources {
-            presets.insert(source, (spec, *name, *text));
-        }
-    }
+    // Only the presets in use are parsed: the default ones and those RELAY_CONFIG names
+    // (every preset parses and compiles: a test checks).
+    let parse_preset =
+        |name: &str| -> Result<Option<(SourceSpec, &'static str, &'static str)>, ConfigError> {
+            let header = format!("[sources.{name}]");
+            let Some((file_name, text)) = PRESETS.iter().find(|(_, text)| text.contains(&header))
+            else {
+                return Ok(None);
+            };
+            let file = parse_file(&format!("preset {file_name}"), text)?;
+            Ok(file
+                .sources
+                .into_iter()
+                .find(|(source, _)| source == name)
+                .map(|(_, spec)| (spec, *file_name, *text)))
+        };
     let (label, text) = match relay_config {
         None => (String::new(), String::new()),
         Some(v) if v.contains('\n') || v.contains('=') || v.starts_with('[') => {
@@ -480,15 +489,17 @@ pub fn load_relay(
         })
     })?;
     let mut sources = BTreeMap::new();
-    for (name, (spec, preset, ptext)) in &presets {
-        // Every preset is compiled (so a broken one fails every start-up), but only the
-        // default ones become sources unless RELAY_CONFIG names them.
-        let compiled = Source::compile(name, spec.clone(), &|r| {
-            locate(&format!("preset {preset}"), ptext, r)
-        })
-        .map_err(ConfigError)?;
-        if ENABLED_BY_DEFAULT.contains(&name.as_str()) && !user.sources.contains_key(name) {
-            sources.insert(name.clone(), compiled);
+    // The default presets are sources unless RELAY_CONFIG names them; the others only when named.
+    for name in ENABLED_BY_DEFAULT {
+        if user.sources.contains_key(*name) {
+            continue;
+        }
+        if let Some((spec, preset, ptext)) = parse_preset(name)? {
+            let compiled = Source::compile(name, spec, &|r| {
+                locate(&format!("preset {preset}"), ptext, r)
+            })
+            .map_err(ConfigError)?;
+            sources.insert((*name).to_owned(), compiled);
         }
     }
     for (name, spec) in user.sources {
@@ -498,8 +509,8 @@ pub fn load_relay(
             ));
         }
         let base = spec.preset.clone().unwrap_or_else(|| name.clone());
-        let merged = match presets.get(&base) {
-            Some((p, _, _)) => spec.over(p),
+        let merged = match parse_preset(&base)? {
+            Some((p, _, _)) => spec.over(&p),
             None if spec.preset.is_some() => {
                 return err(format!(
                     "{label}: sources.{name}.preset: no preset named {base:?}"
@@ -546,6 +557,26 @@ fn valid_source_name(n: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_preset_parses_and_compiles() {
+        for (name, text) in PRESETS {
+            let file = parse_file(name, text).unwrap();
+            assert!(!file.sources.is_empty(), "{name}");
+            for (source, spec) in file.sources {
+                // Found by its table header when RELAY_CONFIG names it, in one file only.
+                let header = format!("[sources.{source}]");
+                assert_eq!(
+                    PRESETS.iter().filter(|(_, t)| t.contains(&header)).count(),
+                    1,
+                    "{header}"
+                );
+                Source::compile(&source, spec, &|r| locate(name, text, r))
+                    .unwrap_or_else(|e| panic!("preset {name}: {e}"));
+            }
+        }
+    }
+
     use std::collections::HashMap;
 
     fn base() -> HashMap<&'static str, String> {

@@ -3,8 +3,9 @@
 //! channel and part, never by the template author: HTML for the email body, Slack mrkdwn for
 //! Slack text, Adaptive Card markdown for Teams text, none for plain parts.
 //!
-//! Every template is compiled and rendered with a sample message at start-up, so a syntax error,
-//! an unknown language or an email without the link fails the deployment, not an event.
+//! Every template of the operator's is compiled and rendered with a sample message at start-up,
+//! so a syntax error, an unknown language or an email without the link fails the deployment, not
+//! an event. The built-in ones are compiled on first use; the tests render every one of them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -174,6 +175,16 @@ fn template_name(kind: ChannelKind, owner: &str, lang: &str, part: &str) -> Stri
     format!("{}:{owner}/{lang}/{part}", kind.name())
 }
 
+/// The source of the built-in template called `name` (as [`template_name`] spells it).
+fn builtin_source(name: &str) -> Option<&'static str> {
+    let (kind, rest) = name.split_once(':')?;
+    let (lang, part) = rest.strip_prefix("builtin/")?.split_once('/')?;
+    BUILTIN
+        .iter()
+        .find(|(k, l, p, _)| k.name() == kind && *l == lang && *p == part)
+        .map(|(_, _, _, src)| *src)
+}
+
 fn escaping_for_name(name: &str) -> AutoEscape {
     let Some((kind, rest)) = name.split_once(':') else {
         return AutoEscape::None;
@@ -325,10 +336,9 @@ impl Templates {
                 minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
             })
         });
-        for (kind, lang, part, src) in BUILTIN {
-            env.add_template_owned(template_name(*kind, "builtin", lang, part), *src)
-                .map_err(|e| format!("built-in template {}/{lang}/{part}: {e}", kind.name()))?;
-        }
+        // Built-ins are compiled when first used: they are constant, and every one of them is
+        // compiled and rendered by the tests (`docs/examples`), so start-up skips the work.
+        env.set_loader(|name| Ok(builtin_source(name).map(str::to_owned)));
         let mut out = Self {
             env,
             brand: Value::from(minijinja::value::Serde(brand)),
@@ -430,9 +440,10 @@ impl Templates {
                 custom,
             },
         );
-        // Render every language once, so errors surface at start-up.
+        // Render every language with a template of the operator's once, so errors surface at
+        // start-up (built-in languages can't fail: the tests render every one).
         let sample = sample_context();
-        for lang in &languages {
+        for lang in spec.keys() {
             for part in kind.parts() {
                 let text = self
                     .render(name, kind, lang, part, &sample)
@@ -614,6 +625,27 @@ mod tests {
     fn build(spec: &str, kind: ChannelKind) -> Result<Templates, String> {
         let spec: TemplateSpec = toml::from_str(spec).unwrap();
         Templates::build(&[("ch".into(), kind, None, spec)], &Brand::default())
+    }
+
+    #[test]
+    fn every_built_in_template_compiles_and_renders_with_the_link() {
+        let t = Templates::build(&[], &Brand::default()).unwrap();
+        let ctx = sample_context();
+        for (kind, lang, part, _) in BUILTIN {
+            assert!(builtin_source(&template_name(*kind, "builtin", lang, part)).is_some());
+            let text = t
+                .render("none", *kind, lang, part, &ctx)
+                .unwrap_or_else(|e| panic!("{}/{lang}/{part}: {e}", kind.name()));
+            assert!(!text.is_empty(), "{}/{lang}/{part} is empty", kind.name());
+            if *kind == ChannelKind::Email && matches!(*part, "html" | "text") {
+                assert!(
+                    text.contains(&redeem_url_as_rendered(part)),
+                    "{lang}/{part}"
+                );
+            }
+        }
+        assert!(builtin_source("email:builtin/xx/html").is_none());
+        assert!(builtin_source("email:ch/en/html").is_none());
     }
 
     #[test]
