@@ -5,6 +5,11 @@
 //! SDK client it serves, and bring a second HTTP stack into the binary; measured in
 //! `BENCHMARKS.md`. This adapter implements the SDK's public `HttpClient` extension point, so
 //! signing, retries, timeouts and error classification stay the SDK's own.
+//!
+//! Written here rather than taken from a crate: the published reqwest adapters for the SDK are
+//! young single-maintainer 0.1 releases, and the adapter is small. What matters in it (which
+//! transport failures the SDK may retry, how its timeouts map onto reqwest's) is kept in view
+//! here and exercised by every end-to-end test, all of which reach the AWS emulator through it.
 
 use std::time::Duration;
 
