@@ -337,9 +337,7 @@ impl App {
         let config_done = start.elapsed();
         crate::delivery::guard::tls_config().map_err(ConfigError)?;
         let tls_done = start.elapsed();
-        let aws_http =
-            crate::aws::default_client(config.outbound_timeout.min(Duration::from_secs(3)))
-                .map_err(ConfigError)?;
+        let aws_http = crate::aws::default_client(config.outbound_timeout).map_err(ConfigError)?;
         let sdk = crate::aws::loader(aws_http).load().await;
         let sdk_done = start.elapsed();
         let app = Self::new(config, &sdk).await?;

@@ -52,16 +52,18 @@ pub fn http_client(http: reqwest::Client) -> SharedHttpClient {
 }
 
 /// An HTTP client for the SDK: no redirects (AWS APIs don't redirect), no proxy from the
-/// environment, the shared TLS configuration.
+/// environment, the shared TLS configuration; `timeout` between reads (and at most 3 s to
+/// connect), so a stalled AWS endpoint can't hold an invocation until Lambda's own timeout.
 ///
 /// # Errors
 /// The TLS configuration can't be built.
-pub fn default_client(connect_timeout: Duration) -> Result<reqwest::Client, String> {
+pub fn default_client(timeout: Duration) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .tls_backend_preconfigured(crate::delivery::guard::tls_config()?)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(connect_timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(3)))
+        .read_timeout(timeout)
         .build()
         .map_err(|e| format!("HTTP client for AWS: {e}"))
 }
@@ -77,16 +79,20 @@ impl HttpClient for ReqwestHttpClient {
         settings: &HttpConnectorSettings,
         _components: &RuntimeComponents,
     ) -> SharedHttpConnector {
-        // reqwest has no per-request read timeout: a set read timeout bounds the whole exchange
-        // together with the connect timeout. Without one, the SDK's operation timeouts apply.
-        let timeout = settings
-            .read_timeout()
-            .map(|read| read + settings.connect_timeout().unwrap_or_default());
         SharedHttpConnector::new(ReqwestConnector {
             http: self.http.clone(),
-            timeout,
+            timeout: exchange_timeout(settings),
         })
     }
+}
+
+/// reqwest has no per-request read timeout: a set read timeout bounds the whole exchange
+/// together with the connect timeout. Without one, the client's own timeout and the SDK's
+/// operation timeouts apply.
+fn exchange_timeout(settings: &HttpConnectorSettings) -> Option<Duration> {
+    settings
+        .read_timeout()
+        .map(|read| read + settings.connect_timeout().unwrap_or_default())
 }
 
 #[derive(Debug)]
@@ -139,5 +145,63 @@ fn classify(e: reqwest::Error) -> ConnectorError {
         ConnectorError::io(e.into())
     } else {
         ConnectorError::other(e.into(), None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(timeout: Duration) -> reqwest::Client {
+        reqwest::Client::builder()
+            .no_proxy()
+            .timeout(timeout)
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn transport_failures_keep_the_kinds_the_sdk_retries_on() {
+        // Nothing listens: an I/O failure, which the SDK's standard retry treats as transient.
+        let refused = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = l.local_addr().unwrap().port();
+            drop(l);
+            client(Duration::from_secs(2))
+                .get(format!("http://127.0.0.1:{port}/"))
+                .send()
+                .await
+                .unwrap_err()
+        };
+        let e = classify(refused);
+        assert!(e.is_io() && !e.is_timeout(), "{e:?}");
+
+        // Accepted but never answered: a timeout.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _held = tokio::spawn(async move {
+            let (_socket, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let silent = client(Duration::from_millis(100))
+            .get(format!("http://127.0.0.1:{port}/"))
+            .send()
+            .await
+            .unwrap_err();
+        let e = classify(silent);
+        assert!(e.is_timeout(), "{e:?}");
+    }
+
+    #[test]
+    fn a_read_timeout_bounds_the_exchange_with_the_connect_timeout() {
+        let settings = HttpConnectorSettings::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .read_timeout(Duration::from_secs(2))
+            .build();
+        assert_eq!(exchange_timeout(&settings), Some(Duration::from_secs(5)));
+        let connect_only = HttpConnectorSettings::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .build();
+        assert_eq!(exchange_timeout(&connect_only), None);
     }
 }

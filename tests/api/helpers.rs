@@ -117,7 +117,7 @@ pub async fn sent_emails(to: &str) -> Vec<SentEmail> {
 /// SDK configuration pointing at the AWS emulator through the standard endpoint setting, sending
 /// over the function's own HTTP client as in production.
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    let http = invite_relay::aws::default_client(std::time::Duration::from_secs(3))
+    let http = invite_relay::aws::default_client(std::time::Duration::from_secs(8))
         .expect("TLS configuration");
     invite_relay::aws::loader(http)
         .endpoint_url(aws_endpoint())
