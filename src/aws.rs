@@ -28,9 +28,10 @@ use aws_smithy_types::body::SdkBody;
 ///
 /// Lambda puts the region and the execution role's credentials in the environment, where the
 /// default chains look first; taking them from there directly gives the same values without
-/// building the rest of the chains (profile files, STS clients for web identity and assumed
-/// roles), which start-up would otherwise pay for. Elsewhere (the operator's command line with
-/// a profile or SSO) the default chains apply.
+/// building the rest of the chains (their profile providers, and STS clients for web identity
+/// and assumed roles), which start-up would otherwise pay for. The SDK still looks for profile
+/// files for its other settings. Elsewhere (the operator's command line with a profile or SSO)
+/// the default chains apply.
 pub fn loader(http: reqwest::Client) -> aws_config::ConfigLoader {
     let mut loader =
         aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http_client(http));
@@ -152,14 +153,6 @@ fn classify(e: reqwest::Error) -> ConnectorError {
 mod tests {
     use super::*;
 
-    fn client(timeout: Duration) -> reqwest::Client {
-        reqwest::Client::builder()
-            .no_proxy()
-            .timeout(timeout)
-            .build()
-            .unwrap()
-    }
-
     #[tokio::test]
     async fn transport_failures_keep_the_kinds_the_sdk_retries_on() {
         // Nothing listens: an I/O failure, which the SDK's standard retry treats as transient.
@@ -167,7 +160,8 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let port = l.local_addr().unwrap().port();
             drop(l);
-            client(Duration::from_secs(2))
+            default_client(Duration::from_secs(2))
+                .unwrap()
                 .get(format!("http://127.0.0.1:{port}/"))
                 .send()
                 .await
@@ -176,14 +170,15 @@ mod tests {
         let e = classify(refused);
         assert!(e.is_io() && !e.is_timeout(), "{e:?}");
 
-        // Accepted but never answered: a timeout.
+        // Accepted but never answered: the production client's read timeout, a timeout.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let _held = tokio::spawn(async move {
             let (_socket, _) = listener.accept().await.unwrap();
             tokio::time::sleep(Duration::from_secs(5)).await;
         });
-        let silent = client(Duration::from_millis(100))
+        let silent = default_client(Duration::from_millis(100))
+            .unwrap()
             .get(format!("http://127.0.0.1:{port}/"))
             .send()
             .await

@@ -124,21 +124,18 @@ impl Resolve for PublicOnlyResolver {
 
 /// The TLS configuration of every HTTP client of the function, the AWS SDK's included (see
 /// [`crate::aws`]): rustls with aws-lc, trusting the Mozilla root program's certificates
-/// compiled into the binary (`webpki-roots`) plus, when `EXTRA_CA_CERTS` names a PEM file,
-/// the certificates in it. Built once per process and shared; no certificate directory is
-/// scanned and nothing is parsed at start-up (measured in `BENCHMARKS.md`).
+/// compiled into the binary (`webpki-roots`) plus the certificates of the PEM file named by
+/// `EXTRA_CA_CERTS` (or, without it, by `SSL_CERT_FILE`). Built once per process and shared; no
+/// certificate directory is scanned at start-up (measured in `BENCHMARKS.md`).
 ///
 /// # Errors
-/// `EXTRA_CA_CERTS` is set but can't be read or holds no certificate.
+/// The named file can't be read or holds no usable certificate.
 pub fn tls_config() -> Result<rustls::ClientConfig, String> {
     static TLS: std::sync::OnceLock<Result<rustls::ClientConfig, String>> =
         std::sync::OnceLock::new();
-    TLS.get_or_init(|| {
-        tls_config_with(
-            std::env::var_os(EXTRA_CA_CERTS)
-                .as_deref()
-                .map(std::path::Path::new),
-        )
+    TLS.get_or_init(|| match extra_ca_file(|k| std::env::var_os(k)) {
+        Some((setting, path)) => build_tls_config(Some((setting, &path))),
+        None => build_tls_config(None),
     })
     .clone()
 }
@@ -146,28 +143,47 @@ pub fn tls_config() -> Result<rustls::ClientConfig, String> {
 /// Names a PEM file of certificate authorities to trust besides the compiled-in roots (a
 /// private CA, or a TLS-inspecting egress proxy's).
 pub const EXTRA_CA_CERTS: &str = "EXTRA_CA_CERTS";
+/// The conventional variable for the same, honoured when `EXTRA_CA_CERTS` is not set, so
+/// environments that already point it at their authorities keep working.
+pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
 
-/// [`tls_config`] with the extra certificate authorities of `extra` (a PEM file), built anew.
+/// The setting that names extra authorities, and its file; empty values count as unset.
+fn extra_ca_file(
+    get: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Option<(&'static str, std::path::PathBuf)> {
+    [EXTRA_CA_CERTS, SSL_CERT_FILE]
+        .into_iter()
+        .find_map(|k| get(k).filter(|v| !v.is_empty()).map(|v| (k, v.into())))
+}
+
+/// [`tls_config`] with the extra certificate authorities of `extra` (a PEM file, reported as
+/// `EXTRA_CA_CERTS`), built anew.
 ///
 /// # Errors
 /// `extra` can't be read or holds no usable certificate.
 pub fn tls_config_with(extra: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+    build_tls_config(extra.map(|p| (EXTRA_CA_CERTS, p)))
+}
+
+fn build_tls_config(
+    extra: Option<(&str, &std::path::Path)>,
+) -> Result<rustls::ClientConfig, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject as _;
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    if let Some(path) = extra {
+    if let Some((setting, path)) = extra {
         let certs = CertificateDer::pem_file_iter(path)
             .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("{EXTRA_CA_CERTS}: can't read certificates: {e}"))?;
+            .map_err(|e| format!("{setting}: can't read certificates: {e}"))?;
         if certs.is_empty() {
-            return Err(format!("{EXTRA_CA_CERTS}: the file holds no certificate"));
+            return Err(format!("{setting}: the file holds no certificate"));
         }
         for cert in certs {
             roots
                 .add(cert)
-                .map_err(|e| format!("{EXTRA_CA_CERTS}: unusable certificate: {e}"))?;
+                .map_err(|e| format!("{setting}: unusable certificate: {e}"))?;
         }
     }
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -218,6 +234,36 @@ pub fn delivery_http_client(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extra_authorities_come_from_extra_ca_certs_then_ssl_cert_file() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        assert_eq!(extra_ca_file(env(&[])), None);
+        assert_eq!(
+            extra_ca_file(env(&[("SSL_CERT_FILE", "/etc/ssl/corp.pem")])),
+            Some(("SSL_CERT_FILE", "/etc/ssl/corp.pem".into()))
+        );
+        assert_eq!(
+            extra_ca_file(env(&[
+                ("SSL_CERT_FILE", "/etc/ssl/corp.pem"),
+                ("EXTRA_CA_CERTS", "/opt/ca.pem")
+            ])),
+            Some(("EXTRA_CA_CERTS", "/opt/ca.pem".into()))
+        );
+        // Empty values count as unset, like every other setting.
+        assert_eq!(
+            extra_ca_file(env(&[("EXTRA_CA_CERTS", ""), ("SSL_CERT_FILE", "/x.pem")])),
+            Some(("SSL_CERT_FILE", "/x.pem".into()))
+        );
+        assert_eq!(extra_ca_file(env(&[("EXTRA_CA_CERTS", "")])), None);
+    }
 
     #[test]
     fn refuses_inward_and_plain_targets() {

@@ -121,12 +121,12 @@ fn unusable_extra_authority_files_fail_closed() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// The webhook function as Lambda starts it: an unusable `EXTRA_CA_CERTS` stops start-up with
-/// a message naming the setting; a usable one gets past TLS to the next step (here the secret,
+/// The webhook function as Lambda starts it: an unusable `EXTRA_CA_CERTS` (or `SSL_CERT_FILE`)
+/// stops start-up with a message naming the setting; a usable one gets past TLS to the next step (here the secret,
 /// which this environment does not offer).
 #[test]
 fn the_function_fails_closed_on_an_unusable_extra_authority_file() {
-    let start = |extra: &Path| {
+    let start = |setting: &str, extra: &Path| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_webhook"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -139,19 +139,25 @@ fn the_function_fails_closed_on_an_unusable_extra_authority_file() {
             .env("GRAPH_CLIENT_ID", "0f1e2d3c-4b5a-4968-8776-655443322110")
             .env("RELAY_SECRET_ID", "invite-relay/tls-test")
             .env("INVITE_REDIRECT_URL", "https://myapps.microsoft.com/")
-            .env("EXTRA_CA_CERTS", extra)
+            .env(setting, extra)
             .output()
             .unwrap();
         assert!(!out.status.success());
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let missing = start(&fixture("no-such-file.pem"));
+    let missing = start("EXTRA_CA_CERTS", &fixture("no-such-file.pem"));
     assert!(missing.contains("cannot start"), "{missing}");
     assert!(
         missing.contains("EXTRA_CA_CERTS: can't read certificates"),
         "{missing}"
     );
-    let usable = start(&fixture("test-ca-cert.pem"));
+    // SSL_CERT_FILE, the conventional variable, is honoured the same way when set alone.
+    let missing = start("SSL_CERT_FILE", &fixture("no-such-file.pem"));
+    assert!(
+        missing.contains("SSL_CERT_FILE: can't read certificates"),
+        "{missing}"
+    );
+    let usable = start("EXTRA_CA_CERTS", &fixture("test-ca-cert.pem"));
     assert!(usable.contains("cannot start"), "{usable}");
     assert!(!usable.contains("EXTRA_CA_CERTS"), "{usable}");
     assert!(usable.contains("secret"), "{usable}");
