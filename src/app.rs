@@ -335,6 +335,7 @@ impl App {
         let config = Config::from_env()?;
         config.require_for(role)?;
         let config_done = start.elapsed();
+        // Built once here (timed) and shared by every client below.
         crate::delivery::guard::tls_config().map_err(ConfigError)?;
         let tls_done = start.elapsed();
         let aws_http = crate::aws::default_client(config.outbound_timeout).map_err(ConfigError)?;

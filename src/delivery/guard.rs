@@ -133,9 +133,13 @@ impl Resolve for PublicOnlyResolver {
 pub fn tls_config() -> Result<rustls::ClientConfig, String> {
     static TLS: std::sync::OnceLock<Result<rustls::ClientConfig, String>> =
         std::sync::OnceLock::new();
-    TLS.get_or_init(|| match extra_ca_file(|k| std::env::var_os(k)) {
-        Some((setting, path)) => build_tls_config(Some((setting, &path))),
-        None => build_tls_config(None),
+    TLS.get_or_init(|| {
+        let extra = extra_ca_file(|k| std::env::var_os(k));
+        build_tls_config(
+            extra
+                .as_ref()
+                .map(|(setting, path)| (*setting, path.as_path())),
+        )
     })
     .clone()
 }
