@@ -6,6 +6,7 @@ pub mod events;
 pub mod graph;
 pub mod proxy;
 pub mod receiver;
+pub mod runtime_api;
 
 pub use graph::{Fault, GraphEmulator, GraphSettings};
 pub use proxy::FaultProxy;

@@ -13,6 +13,7 @@ mod graph_errors;
 mod lifecycle;
 mod presets;
 mod refusals;
+mod release_binary;
 mod reliability;
 mod ssrf;
 mod startup;
