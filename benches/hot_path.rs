@@ -65,7 +65,8 @@ fn hot_path(bencher: divan::Bencher) {
         ),
     };
     bencher.bench_local(|| {
-        let req = lambda_http::request::from_str(divan::black_box(&event)).unwrap();
+        let payload: serde_json::Value = serde_json::from_str(divan::black_box(&event)).unwrap();
+        let req = inbound::lambda::to_request(payload, None).unwrap();
         let body = inbound::http::checked_body(&req, config.max_body_bytes, source.format).unwrap();
         let uri = req.uri().to_string();
         let signed = Signed {

@@ -440,6 +440,33 @@ impl App {
         &self.config
     }
 
+    /// Answers one Lambda HTTP event (Function URL, HTTP API or REST API) with its response
+    /// object. Whatever the event holds, the answer is an HTTP response (problem+json for a
+    /// refusal), never a panic: see [`inbound::lambda`].
+    pub async fn on_lambda_event(
+        &self,
+        event: serde_json::Value,
+        context: Option<lambda_runtime::Context>,
+    ) -> serde_json::Value {
+        match inbound::lambda::to_request(event, context) {
+            Ok(req) => {
+                let origin = req
+                    .extensions()
+                    .get::<inbound::lambda::Called>()
+                    .map_or(inbound::lambda::Origin::V2, |c| c.origin);
+                inbound::lambda::to_event_response(origin, self.handle(req).await)
+            }
+            Err(refused) => {
+                tracing::info!(
+                    status = refused.problem.status().as_u16(),
+                    problem = refused.problem.kind.slug(),
+                    "request refused"
+                );
+                inbound::lambda::refusal_response(refused)
+            }
+        }
+    }
+
     /// Answers one HTTP request within the invocation's deadline. Never panics on input; every
     /// refusal is problem+json.
     pub async fn handle(&self, req: Request) -> Response<Body> {

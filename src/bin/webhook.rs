@@ -2,7 +2,8 @@
 
 use invite_relay::config::Role;
 use invite_relay::{App, telemetry};
-use lambda_http::{Error, Request, service_fn};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
@@ -15,8 +16,13 @@ async fn main() -> Result<(), Error> {
         }
     };
     let app = &app;
-    lambda_http::run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(app.handle(req).await)
+    // The event is taken as JSON and turned into a request by the library, which answers
+    // every malformed shape instead of panicking (lambda_http's own conversion can panic).
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        Ok::<_, Error>(
+            app.on_lambda_event(event.payload, Some(event.context))
+                .await,
+        )
     }))
     .await
 }

@@ -1,6 +1,5 @@
 //! The HTTP edge: route, method, size and content type, checked before anything is parsed.
 
-use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt};
 
 use super::BodyFormat;
@@ -18,11 +17,10 @@ pub fn source_name(req: &Request) -> Option<&str> {
     } else {
         path
     };
-    let stage = match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(c)) => c.stage.as_deref(),
-        Some(RequestContext::ApiGatewayV1(c)) => c.stage.as_deref(),
-        _ => None,
-    };
+    let stage = req
+        .extensions()
+        .get::<super::lambda::Called>()
+        .and_then(|c| c.stage.as_deref());
     let path = stage
         .filter(|s| *s != "$default")
         .and_then(|s| path.strip_prefix('/')?.strip_prefix(s))

@@ -2,6 +2,7 @@
 
 pub mod http;
 pub mod json;
+pub mod lambda;
 pub mod signature;
 mod source;
 pub mod xml;

@@ -544,9 +544,10 @@ pub fn sample_body() -> Value {
     serde_json::from_slice(&events::event_body(&event)).unwrap()
 }
 
-/// Parses a Lambda event with lambda_http's own parser, as the runtime does.
+/// Turns a Lambda event into the handler's request, as the webhook function does.
 pub fn to_request(event: &Value) -> Request {
-    lambda_http::request::from_str(&event.to_string()).expect("lambda_http parses the event")
+    invite_relay::inbound::lambda::to_request(event.clone(), None)
+        .unwrap_or_else(|r| panic!("the event is refused: {}", r.problem.detail))
 }
 
 /// A Function URL event carrying `body`, freshly signed with the generic source's key.
@@ -565,8 +566,10 @@ pub struct Answer {
 }
 
 impl TestApp {
+    /// Invokes the function with a Lambda HTTP event, as the runtime does, and reads its
+    /// response object.
     pub async fn send_event(&self, event: &Value) -> Answer {
-        answer(self.app.handle(to_request(event)).await)
+        answer_from_event(&self.app.on_lambda_event(event.clone(), None).await)
     }
 
     /// Sends `body` signed, with an explicit deadline for the invocation.
@@ -684,6 +687,32 @@ pub fn answer(resp: Response<Body>) -> Answer {
         status,
         content_type,
         body,
+        raw,
+    }
+}
+
+/// Reads a Function URL / API Gateway response object.
+pub fn answer_from_event(r: &Value) -> Answer {
+    let raw = match (r["body"].as_str(), r["isBase64Encoded"].as_bool()) {
+        (Some(b), Some(true)) => {
+            use base64::Engine as _;
+            String::from_utf8_lossy(
+                &base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .expect("base64 body"),
+            )
+            .into_owned()
+        }
+        (Some(b), _) => b.to_owned(),
+        (None, _) => String::new(),
+    };
+    Answer {
+        status: r["statusCode"].as_u64().expect("a status code") as u16,
+        content_type: r["headers"]["content-type"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned(),
+        body: serde_json::from_str(&raw).unwrap_or(Value::Null),
         raw,
     }
 }

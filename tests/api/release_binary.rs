@@ -30,7 +30,10 @@ fn release_webhook() -> String {
         .current_dir(root)
         .status()
         .expect("run cargo build --release");
-    assert!(status.success(), "cargo build --release --bin webhook failed");
+    assert!(
+        status.success(),
+        "cargo build --release --bin webhook failed"
+    );
     format!("{root}/target/release/webhook")
 }
 
@@ -270,8 +273,7 @@ async fn the_release_binary_answers_every_hostile_event_and_keeps_running() {
     let created = d.graph.created();
     assert_eq!(created.len(), 1, "one invitation, for the one real event");
     assert_eq!(
-        created[0].body["invitedUserEmailAddress"],
-        SAMPLE_EMAIL,
+        created[0].body["invitedUserEmailAddress"], SAMPLE_EMAIL,
         "nothing forged reached Graph"
     );
     // And a genuine Outbound Message, with the URL key, still goes through.
