@@ -20,6 +20,8 @@
 //! - [`queue`]: queue mode's messages, the SQS queue and the dead-letter queue.
 //! - [`resilience`]: deadlines, retries with backoff, invitation pacing, the Graph circuit breaker.
 //! - [`worker`]: the worker function's SQS batches and EventBridge events.
+//! - [`standard_webhooks`]: Standard Webhooks keys, signing and the signature check (inbound
+//!   and the outbound webhook channel).
 //! - [`secrets`]: the Secrets Manager secret, cached with a TTL and re-read on rotation.
 //! - [`telemetry`]: JSON logs honouring Lambda's log settings; the keyed email hash.
 //! - [`problem`]: RFC 9457 problem+json answers.
@@ -37,6 +39,7 @@ pub mod problem;
 pub mod queue;
 pub mod resilience;
 pub mod secrets;
+pub mod standard_webhooks;
 pub mod store;
 pub mod telemetry;
 pub mod worker;

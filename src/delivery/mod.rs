@@ -395,7 +395,7 @@ enum Target {
     },
     Webhook {
         url: SecretString,
-        signer: standardwebhooks::Webhook,
+        signer: crate::standard_webhooks::WebhookKey,
     },
 }
 
@@ -455,16 +455,8 @@ impl Channel {
                             )
                         })?;
                         let raw = key.expose_secret();
-                        let signer = raw
-                            .starts_with("whsec_")
-                            .then(|| standardwebhooks::Webhook::new(raw).ok())
-                            .flatten()
-                            .ok_or_else(|| {
-                                format!(
-                                    "secret key {}: must be whsec_ followed by base64",
-                                    c.signing_secret
-                                )
-                            })?;
+                        let signer = crate::standard_webhooks::WebhookKey::parse(raw)
+                            .map_err(|e| format!("secret key {}: {e}", c.signing_secret))?;
                         Some(Target::Webhook { url, signer })
                     }
                 },

@@ -414,6 +414,39 @@ fn cases() -> Vec<(&'static str, u16, Value)> {
             ),
         ),
         (
+            "non-UTF-8 body (Standard Webhooks, correctly signed)",
+            400,
+            {
+                let body = b"{\"id\":\"\xff\xfe\"}";
+                let key =
+                    invite_relay::standard_webhooks::WebhookKey::parse(WEBHOOK_SECRET).unwrap();
+                let ts = events::now();
+                event_for(
+                    "generic",
+                    body,
+                    vec![
+                        ("webhook-id", "msg_binary".to_owned()),
+                        ("webhook-timestamp", ts.to_string()),
+                        ("webhook-signature", key.sign("msg_binary", ts, body)),
+                    ],
+                )
+            },
+        ),
+        (
+            "webhook-timestamp of i64::MIN, correctly signed (never expires if it wraps)",
+            401,
+            event_for(
+                "generic",
+                sample_body().to_string().as_bytes(),
+                events::standard_webhooks_headers_with(
+                    WEBHOOK_SECRET,
+                    "msg_wrap",
+                    i64::MIN,
+                    sample_body().to_string().as_bytes(),
+                ),
+            ),
+        ),
+        (
             "id is an object",
             400,
             std_signed(&with_body(|b| b["id"] = json!({"$gt": ""}))),

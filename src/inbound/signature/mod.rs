@@ -18,7 +18,7 @@ use serde::Deserialize;
 #[serde(rename_all = "kebab-case")]
 pub enum Scheme {
     /// Standard Webhooks / Svix: `webhook-*` (or `svix-*`) id, timestamp and signature headers,
-    /// `whsec_` key, ±5 minutes; verified by the `standardwebhooks` crate.
+    /// `whsec_` key, ±5 minutes.
     StandardWebhooks,
     /// HubSpot signature v3: `X-HubSpot-Signature-v3`, `X-HubSpot-Request-Timestamp` (ms).
     HubspotV3,
@@ -60,7 +60,7 @@ pub enum SignatureError {
 
 /// A key of one scheme, decoded once when the secret is loaded.
 pub enum Key {
-    StandardWebhooks(standardwebhooks::Webhook),
+    StandardWebhooks(crate::standard_webhooks::WebhookKey),
     /// HMAC key bytes (HubSpot, Zendesk, Hub-Signature).
     Hmac(SecretString),
     /// Basic `user:password` or a bearer token.
