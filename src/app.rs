@@ -47,7 +47,7 @@ impl Credentials {
     /// A message naming the missing or invalid key.
     pub fn derive(
         values: &SecretValues,
-        sources: &[(String, Scheme, Vec<String>)],
+        sources: &[SourceKeys],
         delivery: &DeliveryConfig,
         allow_private: bool,
     ) -> Result<Self, String> {
@@ -77,12 +77,18 @@ impl Credentials {
             .or_else(|| values.get("graph_client_private_key"))
             .expect("one of them is present");
         let mut source_keys = HashMap::new();
-        for (name, scheme, keys) in sources {
+        for SourceKeys {
+            name,
+            scheme,
+            keys,
+            organization,
+        } in sources
+        {
             if *scheme == Scheme::Eventbridge {
                 source_keys.insert(name.clone(), Vec::new());
                 continue;
             }
-            let decoded = keys
+            let mut decoded = keys
                 .iter()
                 .filter_map(|k| {
                     values
@@ -94,6 +100,15 @@ impl Credentials {
                 return Err(format!(
                     "source {name}: none of the secret keys {keys:?} is set"
                 ));
+            }
+            if let Some(k) = organization {
+                let v = values
+                    .get(k)
+                    .ok_or_else(|| format!("source {name}: secret key {k} is required"))?;
+                decoded.push(
+                    inbound::signature::organization_key(v)
+                        .map_err(|e| format!("secret key {k}: {e}"))?,
+                );
             }
             source_keys.insert(name.clone(), decoded);
         }
@@ -118,6 +133,16 @@ impl Credentials {
     fn channel(&self, name: &str) -> Option<&Channel> {
         self.channels.iter().find(|c| c.name == name)
     }
+}
+
+/// Where a source's keys are in the secret.
+pub struct SourceKeys {
+    pub name: String,
+    pub scheme: Scheme,
+    /// Keys of the signing or credential values (any of them verifies).
+    pub keys: Vec<String>,
+    /// The key of a second factor (the Salesforce org id), required when set.
+    pub organization: Option<String>,
 }
 
 /// Start-up failure: the function should not take events.
@@ -362,10 +387,15 @@ impl App {
     /// # Errors
     /// [`InitError`] with one line saying what to fix.
     pub async fn new(config: Config, sdk: &aws_config::SdkConfig) -> Result<Self, InitError> {
-        let sources: Vec<(String, Scheme, Vec<String>)> = config
+        let sources: Vec<SourceKeys> = config
             .sources
             .values()
-            .map(|s| (s.name.clone(), s.scheme, s.secret_keys.clone()))
+            .map(|s| SourceKeys {
+                name: s.name.clone(),
+                scheme: s.scheme,
+                keys: s.secret_keys.clone(),
+                organization: s.organization_secret.clone(),
+            })
             .collect();
         let allow_private = config.delivery_allow_private_networks;
         if allow_private {

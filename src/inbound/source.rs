@@ -36,8 +36,12 @@ pub struct SourceSpec {
     /// For `scheme = "eventbridge"`: the EventBridge `source` (or a prefix of it) this source
     /// handles, e.g. `aws.partner/salesforce.com`.
     pub eventbridge_source: Option<String>,
-    /// For `header-key` (required) and `query-key` (default `code`): where the key is sent.
+    /// For `header-key` (required), `query-key` (default `code`) and `salesforce-outbound`
+    /// (default `key`): where the key is sent.
     pub key_name: Option<String>,
+    /// For `salesforce-outbound`: the key of the relay secret holding the org's id (default
+    /// `salesforce_organization_id`), checked after the URL key as a second factor.
+    pub organization_secret: Option<String>,
     pub map: Option<MapSpec>,
 }
 
@@ -86,6 +90,9 @@ impl SourceSpec {
                 .eventbridge_source
                 .or_else(|| base.eventbridge_source.clone()),
             key_name: self.key_name.or_else(|| base.key_name.clone()),
+            organization_secret: self
+                .organization_secret
+                .or_else(|| base.organization_secret.clone()),
             map,
         }
     }
@@ -141,6 +148,8 @@ pub struct Source {
     pub secret_keys: Vec<String>,
     pub eventbridge_source: Option<String>,
     pub key_name: Option<String>,
+    /// The secret key holding the Salesforce org id (`salesforce-outbound` only).
+    pub organization_secret: Option<String>,
     pub format: BodyFormat,
     pub reply: Reply,
     each: Option<Expr>,
@@ -262,9 +271,10 @@ impl Source {
                 ));
             }
             (Scheme::QueryKey, name) => Some(name.unwrap_or_else(|| "code".into())),
+            (Scheme::SalesforceOutbound, name) => Some(name.unwrap_or_else(|| "key".into())),
             (_, Some(_)) => {
                 return Err(format!(
-                    "{}: only for the header-key and query-key schemes",
+                    "{}: only for the header-key, query-key and salesforce-outbound schemes",
                     field("key_name")
                 ));
             }
@@ -282,6 +292,18 @@ impl Source {
                 return Err(format!(
                     "{}: only for scheme = \"eventbridge\"",
                     field("eventbridge_source")
+                ));
+            }
+            (_, None) => None,
+        };
+        let organization_secret = match (scheme, spec.organization_secret) {
+            (Scheme::SalesforceOutbound, name) => {
+                Some(name.unwrap_or_else(|| "salesforce_organization_id".into()))
+            }
+            (_, Some(_)) => {
+                return Err(format!(
+                    "{}: only for scheme = \"salesforce-outbound\"",
+                    field("organization_secret")
                 ));
             }
             (_, None) => None,
@@ -348,6 +370,7 @@ impl Source {
             secret_keys,
             eventbridge_source,
             key_name,
+            organization_secret,
             format: spec.format.unwrap_or_default(),
             reply: spec.reply.unwrap_or_default(),
             each,

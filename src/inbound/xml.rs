@@ -91,8 +91,11 @@ pub fn to_json(bytes: &[u8]) -> Result<Value, String> {
 }
 
 fn frame(e: &quick_xml::events::BytesStart<'_>) -> Frame {
-    let nil = e
-        .attributes()
+    // Attributes are read only for `xsi:nil`, so quick-xml's duplicate check (which compares
+    // each attribute with every earlier one: quadratic in their number) is off.
+    let mut attributes = e.attributes();
+    attributes.with_checks(false);
+    let nil = attributes
         .flatten()
         .any(|a| a.key.local_name().as_ref() == "nil" && a.value.as_ref() == "true");
     Frame {

@@ -223,6 +223,10 @@ async fn salesforce_outbound_messages_are_checked_against_the_org_and_acknowledg
         "salesforce_organization_id".into(),
         "00D5e000000ABCDEAU".into(),
     );
+    secret.insert(
+        "salesforce_outbound_key".into(),
+        "sf-url-key-4d1e0f6b2a9c8e7d5f3a1b0c9e8d7f6a".into(),
+    );
     let t = spawn_app_with(Options {
         secret,
         env: vec![("RELAY_CONFIG", "[sources.salesforce-outbound]\n".into())],
@@ -249,8 +253,22 @@ async fn salesforce_outbound_messages_are_checked_against_the_org_and_acknowledg
     );
     assert_eq!(t.graph.invitation_calls().len(), 1);
 
-    // Another org's message is refused; a second notification in one message is its own event.
+    // The org id is public: a message carrying it but not the URL key is refused, and so is
+    // a wrong key, before anything is parsed.
     let xml = String::from_utf8(events::event_body(&event)).unwrap();
+    let forged = xml.replace("ada@partner.example", "mallory@attacker.example");
+    for query in [
+        "",
+        "key=sf-url-key-4d1e0f6b2a9c8e7d5f3a1b0c9e8d7f6b",
+        "code=sf-url-key-4d1e0f6b2a9c8e7d5f3a1b0c9e8d7f6a",
+    ] {
+        let mut e = event.clone();
+        e["rawQueryString"] = query.into();
+        events::set_event_body(&mut e, &forged);
+        t.send_event(&e).await.assert_problem(401, "signature");
+    }
+    // Another org's message is refused even with the key (a leaked URL alone is not enough);
+    // a second notification in one message is its own event.
     let mut other_org = event.clone();
     events::set_event_body(
         &mut other_org,

@@ -41,7 +41,7 @@ pub(super) fn verify_basic(keys: &[Key], req: &Signed<'_>) -> Result<(), Signatu
 }
 
 pub(super) fn verify_header_key(keys: &[Key], req: &Signed<'_>) -> Result<(), SignatureError> {
-    let name = req.key_name.ok_or(SignatureError::MissingHeaders)?;
+    let name = req.key_name.unwrap_or("code");
     let value = header(req.headers, name)?;
     if matches_any(keys, value.as_bytes()) {
         Ok(())
@@ -50,6 +50,7 @@ pub(super) fn verify_header_key(keys: &[Key], req: &Signed<'_>) -> Result<(), Si
     }
 }
 
+/// Also the first check of `salesforce-outbound`.
 pub(super) fn verify_query_key(keys: &[Key], req: &Signed<'_>) -> Result<(), SignatureError> {
     let name = req.key_name.unwrap_or("code");
     let query = req.uri.split_once('?').map_or("", |(_, q)| q);

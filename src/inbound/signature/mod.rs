@@ -36,7 +36,9 @@ pub enum Scheme {
     /// A static key in the query parameter named by `key_name`, default `code` (Dynamics 365
     /// "WebhookKey").
     QueryKey,
-    /// Salesforce Outbound Messages (SOAP): the body's `OrganizationId` must be the key.
+    /// Salesforce Outbound Messages (SOAP), which Salesforce does not sign: a long random key
+    /// in the endpoint URL's query (parameter `key_name`, default `key`), compared before the
+    /// body is parsed, then the body's `OrganizationId` against the org's id.
     SalesforceOutbound,
     /// Amazon EventBridge events delivered to the worker (Salesforce Event Relay and other
     /// partner event buses): trust comes from the bus and IAM, so HTTP requests to such a
@@ -63,8 +65,10 @@ pub enum Key {
     StandardWebhooks(crate::standard_webhooks::WebhookKey),
     /// HMAC key bytes (HubSpot, Zendesk, Hub-Signature).
     Hmac(SecretString),
-    /// Basic `user:password` or a bearer token.
+    /// Basic `user:password`, a bearer token, or a key sent in a header or the query.
     Credential(SecretString),
+    /// A Salesforce org id (15 or 18 characters), the second factor of `salesforce-outbound`.
+    Organization(SecretString),
 }
 
 impl std::fmt::Debug for Key {
@@ -83,6 +87,20 @@ pub struct Signed<'a> {
     pub now_unix: i64,
     /// The header or query parameter holding the key (`header-key`, `query-key`).
     pub key_name: Option<&'a str>,
+}
+
+/// The second key of a scheme that has one (the Salesforce org id), decoded from the secret.
+///
+/// # Errors
+/// A message naming the problem (never the value).
+pub fn organization_key(secret: &SecretString) -> Result<Key, String> {
+    use secrecy::ExposeSecret;
+    let raw = secret.expose_secret().trim();
+    if salesforce::valid_org_id(raw) {
+        Ok(Key::Organization(SecretString::from(raw.to_owned())))
+    } else {
+        Err("a Salesforce organization id is 00D followed by 12 or 15 letters and digits".into())
+    }
 }
 
 /// Accepted clock skew for timestamped schemes.
@@ -114,13 +132,7 @@ impl Scheme {
                 })
             }
             Scheme::Eventbridge => Err("EventBridge sources take no signing key".into()),
-            Scheme::SalesforceOutbound => {
-                if salesforce::valid_org_id(raw.trim()) {
-                    Ok(Key::Credential(SecretString::from(raw.trim().to_owned())))
-                } else {
-                    Err("a Salesforce organization id is 00D followed by 12 or 15 letters and digits".into())
-                }
-            }
+            Scheme::SalesforceOutbound => salesforce::url_key(raw).map(Key::Credential),
             Scheme::Basic => match raw.split_once(':') {
                 Some((user, pass)) if !user.is_empty() && pass.len() >= 8 => Ok(Key::Credential(secret.clone())),
                 _ => Err("a Basic credential must be user:password with a password of 8 characters or more".into()),
