@@ -9,7 +9,7 @@ use minijinja::Value;
 use serde::Deserialize;
 
 use super::signature::Scheme;
-use crate::expr::Expr;
+use crate::expr::{EvalError, Expr};
 
 /// A source as written in TOML. Every field may be omitted when the source inherits a preset
 /// (`preset = "generic"`, or implicitly a preset of the same name).
@@ -325,15 +325,28 @@ impl Source {
         let m = spec
             .map
             .ok_or_else(|| format!("{}: missing", field("map")))?;
+        let compile_required = |f: &str, s: &toml::Spanned<String>| {
+            Expr::compile_required(s.get_ref()).map_err(|e| {
+                format!(
+                    "{} ({}): invalid expression: {e}",
+                    field(f),
+                    locate(s.span())
+                )
+            })
+        };
         let req = |f: &str, s: &Option<toml::Spanned<String>>| {
             s.as_ref()
                 .ok_or_else(|| format!("{}: missing", field(&format!("map.{f}"))))
-                .and_then(|s| compile(&format!("map.{f}"), s))
+                .and_then(|s| compile_required(&format!("map.{f}"), s))
         };
         let map = Mapping {
             event_id: req("event_id", &m.event_id)?,
             email: req("email", &m.email)?,
-            event_type: opt("map.event_type", &m.event_type)?,
+            event_type: m
+                .event_type
+                .as_ref()
+                .map(|s| compile_required("map.event_type", s))
+                .transpose()?,
             display_name: opt("map.display_name", &m.display_name)?,
             user_type: opt("map.user_type", &m.user_type)?,
             redirect_url: opt("map.redirect_url", &m.redirect_url)?,
@@ -484,11 +497,12 @@ impl Source {
 }
 
 fn eval(expr: &Expr, ctx: &Value) -> Result<Value, MapError> {
-    expr.eval(ctx).map_err(|_| {
-        MapError::WrongType(
+    expr.try_eval(ctx).map_err(|e| match e {
+        EvalError::Undefined(path) => MapError::Missing(path),
+        EvalError::Failed(_) => MapError::WrongType(
             expr.field_name().to_owned(),
             "a value the expression can read",
-        )
+        ),
     })
 }
 
@@ -502,7 +516,7 @@ fn required_id(expr: &Expr, ctx: &Value) -> Result<String, MapError> {
 }
 
 fn required_string(expr: &Expr, ctx: &Value) -> Result<String, MapError> {
-    optional_string(Some(expr), ctx)?.ok_or_else(|| MapError::Missing(expr.field_name().to_owned()))
+    optional_string(Some(expr), ctx)?.ok_or_else(|| MapError::Missing(expr.missing_path(ctx)))
 }
 
 /// Strings pass; `null`, undefined and empty strings are absent; anything else is the wrong

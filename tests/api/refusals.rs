@@ -253,3 +253,56 @@ async fn method_size_type_and_route_are_checked_first() {
     other["rawPath"] = "/admin".into();
     assert_refused_without_graph(&t, &other, 404, "not-found").await;
 }
+
+/// An id, email or type built from a field the event doesn't have refuses the event, naming
+/// the field: a constant id would make every later event a "duplicate" of the first.
+#[tokio::test]
+async fn ids_built_from_missing_fields_refuse_the_event() {
+    const ZENDESK_SECRET: &str = "HRkRd4BeOAoUkfZr-mhauJT64rvBASlJRoIyPsd3zeA=";
+    let mut secret = serde_json::Map::new();
+    secret.insert("zendesk_signing_secret".into(), ZENDESK_SECRET.into());
+    let t = spawn_app_with(Options {
+        secret,
+        env: vec![(
+            "RELAY_CONFIG",
+            r#"
+[sources.zendesk]
+
+[sources.crm]
+preset = "generic"
+[sources.crm.map]
+event_id = "'crm-' ~ event.record.id"
+event_type = "event.type"
+"#
+            .into(),
+        )],
+        ..Options::default()
+    })
+    .await;
+    let sample = load_event("zendesk-trigger-partner-tagged.json");
+    let body: Value = serde_json::from_slice(&events::event_body(&sample)).unwrap();
+    for (case, edit) in [
+        ("no ticket_id", json!(null)),
+        ("an empty placeholder", json!("")),
+    ] {
+        let mut b = body.clone();
+        match edit {
+            Value::Null => b.as_object_mut().unwrap().remove("ticket_id"),
+            v => b.as_object_mut().unwrap().insert("ticket_id".into(), v),
+        };
+        let mut e = sample.clone();
+        let text = b.to_string();
+        events::set_event_body(&mut e, &text);
+        for (k, v) in events::zendesk_headers(ZENDESK_SECRET, text.as_bytes(), events::now()) {
+            events::set_event_header(&mut e, k, &v);
+        }
+        let a = assert_refused_without_graph(&t, &e, 422, "unprocessable-event").await;
+        assert_eq!(a.body["field"], "ticket_id", "{case}: {}", a.raw);
+    }
+    // An operator's own mapping, the same way.
+    let mut e = signed_event(&sample_body().to_string());
+    e["rawPath"] = "/webhooks/crm".into();
+    e["requestContext"]["http"]["path"] = "/webhooks/crm".into();
+    let a = assert_refused_without_graph(&t, &e, 422, "unprocessable-event").await;
+    assert_eq!(a.body["field"], "record.id", "{}", a.raw);
+}
