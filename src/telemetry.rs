@@ -93,10 +93,10 @@ impl EmailHasher {
         Self(Hmac::new_from_slice(key).expect("HMAC accepts any key length"))
     }
 
-    /// `value` as it may be logged: unchanged, unless it holds an `@` (a sender may use an email
-    /// address as an event id or type), in which case its keyed hash stands in for it.
+    /// `value` as it may be logged: unchanged, unless it may hold an email address (a sender
+    /// may use one as an event id or type), in which case its keyed hash stands in for it.
     pub fn loggable<'a>(&self, value: &'a str) -> std::borrow::Cow<'a, str> {
-        if value.contains('@') {
+        if may_hold_address(value) {
             std::borrow::Cow::Owned(format!("redacted:{}", self.hash_str(value)))
         } else {
             std::borrow::Cow::Borrowed(value)
@@ -113,6 +113,20 @@ impl EmailHasher {
         let out = mac.finalize().into_bytes();
         out.iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
+}
+
+/// Whether `value` has an `@` in any form it can take on the way in: as is, percent-encoded
+/// (`%40`, also twice: `%2540`), as an HTML character reference (`&#64;`, `&#x40;`,
+/// `&commat;`), or as one of the compatibility forms that normalise to `@` (fullwidth `＠`,
+/// small `﹫`).
+pub fn may_hold_address(value: &str) -> bool {
+    let lower = value.to_ascii_lowercase();
+    value.contains(['@', '\u{FF20}', '\u{FE6B}'])
+        || lower.contains("%40")
+        || lower.contains("%2540")
+        || lower.contains("&#64;")
+        || lower.contains("&#x40;")
+        || lower.contains("&commat;")
 }
 
 #[cfg(test)]
@@ -133,6 +147,21 @@ mod tests {
             h.loggable("ada@partner.example"),
             format!("redacted:{}", h.hash(&b))
         );
+        for disguised in [
+            "x%40partner.example",
+            "x%2540partner.example",
+            "x\u{FF20}partner.example",
+            "x\u{FE6B}partner.example",
+            "x&#64;partner.example",
+            "x&#X40;partner.example",
+            "x&commat;partner.example",
+        ] {
+            assert!(
+                h.loggable(disguised).starts_with("redacted:"),
+                "{disguised}"
+            );
+        }
+        assert_eq!(h.loggable("deal-42-won"), "deal-42-won");
     }
 
     #[test]

@@ -209,12 +209,21 @@ pub fn escape_html(s: &str, out: &mut String) {
 
 /// Escapes text for Slack mrkdwn: `&`, `<` and `>` are the control characters of Slack's
 /// message formatting; escaping them defuses `<!channel>` mentions and `<url|label>` links.
+/// `*`, `_`, `~` and `` ` `` (bold, italic, strike, code) have no escape in mrkdwn
+/// (<https://api.slack.com/reference/surfaces/formatting#escaping>), so each is fenced with
+/// zero-width spaces: it still shows, but can't open or close a style around the operator's
+/// text.
 pub fn escape_mrkdwn(s: &str, out: &mut String) {
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
+            '*' | '_' | '~' | '`' => {
+                out.push('\u{200B}');
+                out.push(c);
+                out.push('\u{200B}');
+            }
             c => out.push(c),
         }
     }
@@ -693,6 +702,21 @@ mod tests {
         let mut s = String::new();
         escape_mrkdwn("<!channel> & <https://x|y>", &mut s);
         assert_eq!(s, "&lt;!channel&gt; &amp; &lt;https://x|y&gt;");
+        let mut s = String::new();
+        escape_mrkdwn("*b* _i_ ~s~ `c`", &mut s);
+        let z = '\u{200B}';
+        assert_eq!(
+            s,
+            format!("{z}*{z}b{z}*{z} {z}_{z}i{z}_{z} {z}~{z}s{z}~{z} {z}`{z}c{z}`{z}")
+        );
+        // No style marker is ever next to anything but a zero-width space.
+        let chars: Vec<char> = s.chars().collect();
+        for (i, c) in chars.iter().enumerate() {
+            if "*_~`".contains(*c) {
+                assert_eq!(chars[i - 1], z);
+                assert_eq!(chars[i + 1], z);
+            }
+        }
         let mut s = String::new();
         escape_adaptive_card("{{DATE(x)}} **b** é", &mut s);
         assert_eq!(s, r"\{\{DATE\(x\)\}\} \*\*b\*\* é");

@@ -18,7 +18,7 @@ impl DisplayName {
         let mut pending_space = false;
         let mut count = 0;
         for c in raw.chars() {
-            if c.is_whitespace() || c.is_control() || is_format_control(c) {
+            if c.is_whitespace() || c.is_control() || super::text::is_invisible(c) {
                 pending_space = !out.is_empty();
                 continue;
             }
@@ -41,11 +41,6 @@ impl DisplayName {
     }
 }
 
-/// Bidirectional overrides and zero-width characters that can disguise text in a chat client.
-fn is_format_control(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
-}
-
 impl fmt::Debug for DisplayName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("DisplayName(<redacted>)")
@@ -65,6 +60,39 @@ mod tests {
     }
 
     #[test]
+    fn invisible_and_blank_characters_are_removed() {
+        for c in [
+            '\u{E0041}', // a tag character (invisible "A")
+            '\u{E0001}',
+            '\u{061C}', // Arabic letter mark
+            '\u{2060}', // word joiner
+            '\u{00AD}', // soft hyphen
+            '\u{180E}', // Mongolian vowel separator
+            '\u{3164}', // Hangul filler: renders blank
+            '\u{115F}',
+            '\u{FFA0}',
+            '\u{2800}', // braille blank
+            '\u{202E}',
+            '\u{2066}',
+            '\u{200B}',
+            '\u{FEFF}',
+        ] {
+            let n = DisplayName::parse(&format!("Ada{c}Lovelace")).unwrap();
+            assert_eq!(n.as_str(), "Ada Lovelace", "U+{:04X}", c as u32);
+            assert_eq!(
+                DisplayName::parse(&c.to_string()),
+                None,
+                "U+{:04X} alone",
+                c as u32
+            );
+        }
+        assert_eq!(
+            DisplayName::parse("Zoë Ødegård 李").unwrap().as_str(),
+            "Zoë Ødegård 李"
+        );
+    }
+
+    #[test]
     fn bounded_length() {
         let n = DisplayName::parse(&"é".repeat(1000)).unwrap();
         assert_eq!(n.as_str().chars().count(), MAX_CHARS);
@@ -77,6 +105,7 @@ mod tests {
                 let s = n.as_str();
                 prop_assert!(s.chars().count() <= MAX_CHARS);
                 prop_assert!(!s.chars().any(|c| c.is_control() || c == '\n' || c == '\r'));
+                prop_assert!(!s.chars().any(crate::domain::text::is_invisible));
                 prop_assert!(!s.starts_with(' ') && !s.ends_with(' ') && !s.contains("  "));
             }
         }

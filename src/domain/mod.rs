@@ -4,6 +4,7 @@ mod display_name;
 mod email;
 mod invitation;
 mod redirect;
+pub mod text;
 
 pub use display_name::DisplayName;
 pub use email::{DomainPolicy, EmailRule, InviteeEmail};

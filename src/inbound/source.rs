@@ -451,16 +451,28 @@ impl Source {
         let ctx = Value::from(BTreeMap::from([("event", event), ("body", body)]));
         let m = &self.map;
         let event_id = required_id(&m.event_id, &ctx)?;
-        if event_id.len() > MAX_EVENT_ID || event_id.chars().any(char::is_control) {
+        if event_id.len() > MAX_EVENT_ID || !crate::domain::text::is_plain_id(&event_id) {
             return Err(MapError::Invalid(
                 m.event_id.field_name().to_owned(),
-                "at most 200 printable characters",
+                "at most 200 visible ASCII characters",
             ));
         }
         let event_type = match &m.event_type {
             Some(e) => Some(required_string(e, &ctx)?),
             None => None,
         };
+        if let Some(t) = &event_type
+            && t.chars()
+                .any(|c| c.is_control() || crate::domain::text::is_invisible(c))
+        {
+            return Err(MapError::Invalid(
+                m.event_type
+                    .as_ref()
+                    .map_or("type", |e| e.field_name())
+                    .to_owned(),
+                "control or invisible characters",
+            ));
+        }
         if let Some(filter) = &self.filter {
             let pass = filter.eval(&ctx).map_err(MapError::Filter)?;
             if !pass.is_true() {
@@ -555,6 +567,7 @@ fn scalar(expr: &Expr, ctx: &Value) -> Result<Option<String>, MapError> {
     };
     let clean: String = text
         .chars()
+        .filter(|c| !crate::domain::text::is_invisible(*c))
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(MAX_FIELD_CHARS)
         .collect();

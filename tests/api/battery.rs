@@ -447,6 +447,16 @@ fn cases() -> Vec<(&'static str, u16, Value)> {
             ),
         ),
         (
+            "event id with a right-to-left override (shown reversed in chat)",
+            422,
+            std_signed(&with_body(|b| b["id"] = "evt_\u{202E}1gp.exe".into())),
+        ),
+        (
+            "event type with a tag character",
+            422,
+            std_signed(&with_body(|b| b["type"] = "partner.signed\u{E0041}".into())),
+        ),
+        (
             "id is an object",
             400,
             std_signed(&with_body(|b| b["id"] = json!({"$gt": ""}))),
