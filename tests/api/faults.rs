@@ -147,6 +147,7 @@ async fn fault_injection_loses_nothing_and_explains_every_duplicate() {
     // 2. Two worker containers drain the queue under random faults and crashes.
     let mut crash_exposure: HashMap<String, u32> = HashMap::new();
     let (mut crashes, mut faults, mut rounds) = (0u32, 0u32, 0u32);
+    let mut expired_deletes = 0usize;
     let started = Instant::now();
     let mut quiet_since: Option<Instant> = None;
     loop {
@@ -197,7 +198,9 @@ async fn fault_injection_loses_nothing_and_explains_every_duplicate() {
         );
         for (batch, result) in [(&a, ra), (&b, rb)] {
             match result {
-                Some(response) => delete_succeeded(&queue, &batch.1, &response).await,
+                Some(response) => {
+                    expired_deletes += delete_succeeded(&queue, &batch.1, &response).await;
+                }
                 None => {
                     // The invocation died: nothing is deleted; its messages come back.
                     crashes += 1;
@@ -293,7 +296,7 @@ async fn fault_injection_loses_nothing_and_explains_every_duplicate() {
     }
     println!(
         "fault-injection seed={seed:#x}: events={EVENTS} sent={sent} rounds={rounds} faults={faults} crashes={crashes} \
-         lost={lost} delivered={delivered} dead_lettered={} invitations={} extra_invitations={extra_invitations} \
+         expired_deletes={expired_deletes} lost={lost} delivered={delivered} dead_lettered={} invitations={} extra_invitations={extra_invitations} \
          duplicate_deliveries={dup_explained} (all explained by crashes or lost answers)",
         parked_ids.len(),
         calls.iter().filter(|c| c.status == 201).count(),

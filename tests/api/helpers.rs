@@ -460,8 +460,16 @@ pub async fn receive_batch(queue_url: &str, max: i32) -> (Value, Vec<(String, St
     (serde_json::json!({"Records": records}), handles)
 }
 
-/// Deletes the messages the worker did not report as failed (what Lambda's poller does).
-pub async fn delete_succeeded(queue_url: &str, handles: &[(String, String)], response: &Value) {
+/// Deletes the messages the worker did not report as failed, as Lambda's poller does, and
+/// returns how many deletes SQS refused. As for the poller, a refused delete (a receipt handle
+/// that expired because the invocation outlived the visibility timeout) fails nothing: the
+/// message becomes visible again and is redelivered, and the idempotency record answers it
+/// as a duplicate.
+pub async fn delete_succeeded(
+    queue_url: &str,
+    handles: &[(String, String)],
+    response: &Value,
+) -> usize {
     let client = aws_sdk_sqs::Client::new(&sdk_config().await);
     let failed: Vec<&str> = response["batchItemFailures"]
         .as_array()
@@ -471,17 +479,33 @@ pub async fn delete_succeeded(queue_url: &str, handles: &[(String, String)], res
                 .collect()
         })
         .unwrap_or_default();
+    let mut refused = 0;
     for (id, receipt) in handles {
         if !failed.contains(&id.as_str()) {
-            client
+            let sent = client
                 .delete_message()
                 .queue_url(queue_url)
                 .receipt_handle(receipt)
                 .send()
-                .await
-                .unwrap();
+                .await;
+            if let Err(e) = sent {
+                let code = e
+                    .as_service_error()
+                    .and_then(aws_smithy_types::error::metadata::ProvideErrorMetadata::code)
+                    .unwrap_or("")
+                    .to_owned();
+                assert!(
+                    matches!(
+                        code.as_str(),
+                        "ReceiptHandleIsInvalid" | "InvalidParameterValue"
+                    ),
+                    "DeleteMessage failed for another reason: {e:?}"
+                );
+                refused += 1;
+            }
         }
     }
+    refused
 }
 
 /// Every message on a queue (dead-letter inspection), with its `reason` attribute.

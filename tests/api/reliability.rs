@@ -312,3 +312,38 @@ async fn queue_mode_needs_its_queue_and_table_and_the_worker_its_dead_letter_que
             .contains("IDEMPOTENCY_TABLE")
     );
 }
+
+/// An invocation that outlives the queue's visibility timeout: meanwhile the message was
+/// received again and, past the queue's `maxReceiveCount`, moved to the dead-letter queue, so
+/// the first invocation's delete is refused (`ReceiptHandleIsInvalid`). Like Lambda's poller,
+/// the stand-in fails nothing for it; the event was handled once.
+#[tokio::test]
+async fn a_refused_delete_fails_nothing() {
+    let table = create_table().await;
+    let (queue, dlq) = create_queues(1).await;
+    let t = spawn_app_with(Options {
+        env: vec![
+            ("IDEMPOTENCY_TABLE", table),
+            ("PROCESSING_MODE", "queue".into()),
+            ("QUEUE_URL", queue.clone()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(t.post(&sample_body()).await.status, 202);
+    let worker_app = build_app(&t.env).await.unwrap();
+    let (event, stale) = receive_batch(&queue, 10).await;
+    let first = worker::handle(&worker_app, event, deadline())
+        .await
+        .unwrap();
+    assert_eq!(first, json!({"batchItemFailures": []}));
+    // The visibility timeout (1 s) passes before the poller deletes; the next receive moves the
+    // message to the dead-letter queue.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(receive_batch(&queue, 10).await.1.is_empty());
+    let refused = delete_succeeded(&queue, &stale, &first).await;
+    assert_eq!(refused, 1, "SQS refuses the stale receipt handle");
+    assert_eq!(drain_with_reasons(&dlq).await.len(), 1);
+    assert_eq!(t.graph.created().len(), 1, "invited once");
+    assert_eq!(t.slack.delivered().len(), 1, "delivered once");
+}
