@@ -1405,7 +1405,7 @@ fn invite_problem(e: InviteError) -> Problem {
                 ProblemKind::UpstreamUnavailable,
                 format!("Graph calls are paused ({}); retry later", p.reason),
             );
-            problem.retry_after = Some(p.retry_after.as_secs().max(1));
+            problem.retry_after = Some(crate::graph::whole_seconds_up(p.retry_after).max(1));
             problem
         }
         InviteError::Graph(GraphError::Rejected { status, code }) => {
@@ -1424,7 +1424,8 @@ fn invite_problem(e: InviteError) -> Problem {
                 ProblemKind::UpstreamUnavailable,
                 "Microsoft Graph is throttling; retry later",
             );
-            p.retry_after = Some(retry_after.map_or(30, |d| d.as_secs().max(1)));
+            p.retry_after =
+                Some(retry_after.map_or(30, |d| crate::graph::whole_seconds_up(d).max(1)));
             p
         }
         InviteError::Graph(GraphError::Unavailable {
@@ -1435,7 +1436,8 @@ fn invite_problem(e: InviteError) -> Problem {
                 ProblemKind::UpstreamUnavailable,
                 format!("Microsoft Graph is unavailable ({reason}); retry later"),
             );
-            p.retry_after = Some(retry_after.map_or(30, |d| d.as_secs().max(1)));
+            p.retry_after =
+                Some(retry_after.map_or(30, |d| crate::graph::whole_seconds_up(d).max(1)));
             p
         }
         InviteError::Graph(

@@ -4,7 +4,8 @@
 //! - `POST /{tenant}/oauth2/v2.0/token` (client credentials; form body; `scope` must be
 //!   `{graph}/.default`, else `invalid_scope` AADSTS1002012; wrong secret → 401 `invalid_client`
 //!   AADSTS7000215; unknown tenant → 400 AADSTS90002; or a certificate's client assertion: an
-//!   RS256 JWT whose `x5t#S256` names a registered certificate and whose signature, `aud` (this
+//!   PS256 JWT whose `x5t#S256`, or an RS256 JWT whose `x5t` (SHA-1), names a registered
+//!   certificate and whose signature, `aud` (this
 //!   token endpoint), `iss` = `sub` = client id, `exp`/`nbf` and unused `jti` all check out,
 //!   else 401 `invalid_client` AADSTS700027 / AADSTS700024),
 //! - `POST /v1.0/invitations` (bearer token issued here and unexpired; JSON object with only
@@ -16,8 +17,10 @@
 //!   {"address"}}`; `resetRedemption` needs `invitedUser.id` of a user whose mail or other mails
 //!   hold the address),
 //! - `GET /v1.0/users` with `$filter` either the B2B existing-user query (quotes doubled) or
-//!   `externalUserState eq 'PendingAcceptance'`; the `any` lambdas need the advanced query
-//!   parameters (`ConsistencyLevel: eventual`, `$count=true`); any other filter is 400,
+//!   `externalUserState eq 'PendingAcceptance'`, both of which Graph supports without the
+//!   advanced query parameters (`ne`, `not` and `endsWith` need them: 400 otherwise); any other
+//!   filter is 400; pages of `$top` users (default 100, at most 999) with `@odata.nextLink`,
+//!   `@odata.count` only with `ConsistencyLevel: eventual` and `$count=true`,
 //! - `POST /v1.0/groups/{id}/members/$ref` with exactly `{"@odata.id":
 //!   "{graph}/v1.0/directoryObjects/{id}"}`: `204`; `404` for an unknown group or a user not
 //!   replicated yet (see [`GraphEmulator::set_replication_lag`]); `400` "One or more added
@@ -45,10 +48,14 @@ pub enum Fault {
     Status {
         status: u16,
         code: &'static str,
-        retry_after: Option<u64>,
+        /// Seconds, possibly with a fraction (Graph's own throttling sample sends `2.128`).
+        retry_after: Option<f64>,
     },
     /// `201` with an invitation body lacking `inviteRedeemUrl`.
     NoRedeemUrl,
+    /// `201` with the invitation's `status` `Error` (one of the documented values:
+    /// `PendingAcceptance`, `Completed`, `InProgress`, `Error`).
+    StatusError,
     /// Wait this long, then behave normally (past the client's timeout, the answer is lost).
     Delay(Duration),
     /// Create the invitation, then stall this long before answering: the client gives up
@@ -223,11 +230,16 @@ impl GraphEmulator {
     pub fn register_certificate(&self, certificate_pem: &str, public_key_pem: &str) -> String {
         use sha2::Digest as _;
         let der = pem::parse(certificate_pem).expect("a PEM certificate");
-        let thumbprint = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(sha2::Sha256::digest(der.contents()));
-        self.inner()
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let thumbprint = b64.encode(sha2::Sha256::digest(der.contents()));
+        let sha1 = b64.encode(<sha1::Sha1 as sha1::Digest>::digest(der.contents()));
+        let mut inner = self.inner();
+        inner
             .certificates
-            .insert(thumbprint.clone(), public_key_pem.to_owned());
+            .insert(format!("S256:{thumbprint}"), public_key_pem.to_owned());
+        inner
+            .certificates
+            .insert(format!("SHA1:{sha1}"), public_key_pem.to_owned());
         thumbprint
     }
 
@@ -409,6 +421,20 @@ fn user_json(u: &DirectoryUser, select: Option<&str>) -> Value {
     }
 }
 
+/// Default page size and largest `$top` of `GET /users` (user-list: "The default and maximum
+/// page sizes are 100 and 999 user objects respectively").
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 999;
+
+/// Operators and functions that only work with the advanced query parameters
+/// (aad-advanced-queries: `ne`, `not` and `endsWith` are advanced-only).
+fn needs_advanced_query(filter: &str) -> bool {
+    filter.contains(" ne ")
+        || filter.contains("not(")
+        || filter.contains("endswith(")
+        || filter.contains("endsWith(")
+}
+
 async fn users(
     State(s): State<Arc<Shared>>,
     headers: HeaderMap,
@@ -433,55 +459,91 @@ async fn users(
         record(401);
         return unauthorized();
     }
-    if filter.contains("/any(")
-        && (consistency.as_deref() != Some("eventual")
-            || params.get("$count").map(String::as_str) != Some("true"))
-    {
+    // Advanced query parameters: the header and `$count=true` together. Without the header,
+    // `$count=true` is silently ignored.
+    let advanced = consistency.as_deref() == Some("eventual")
+        && params.get("$count").map(String::as_str) == Some("true");
+    if needs_advanced_query(&filter) && !advanced {
         record(400);
         return graph_error(
             400,
             "Request_UnsupportedQuery",
-            "Unsupported query: the any() lambda needs the advanced query parameters (ConsistencyLevel: eventual and $count=true).",
+            "Unsupported query: this filter needs the advanced query parameters (ConsistencyLevel: eventual and $count=true).",
         );
     }
-    let select = params.get("$select").map(String::as_str);
-    let found: Vec<Value> = {
-        let inner = s.inner.lock().unwrap();
-        if let Some(email) = existing_user_query(&filter) {
-            let e = email.to_ascii_lowercase();
-            inner
-                .users
-                .values()
-                .filter(|u| {
-                    u.mail.eq_ignore_ascii_case(&e)
-                        || u.other_mails.iter().any(|m| m.eq_ignore_ascii_case(&e))
-                })
-                .map(|u| user_json(u, select))
-                .collect()
-        } else if filter == "externalUserState eq 'PendingAcceptance'" {
-            inner
-                .users
-                .values()
-                .filter(|u| u.external_user_state.as_deref() == Some("PendingAcceptance"))
-                .map(|u| user_json(u, select))
-                .collect()
-        } else {
-            drop(inner);
+    let top = match params.get("$top").map(|t| t.parse::<usize>()) {
+        None => DEFAULT_PAGE,
+        Some(Ok(n)) if (1..=MAX_PAGE).contains(&n) => n,
+        Some(_) => {
             record(400);
-            return graph_error(
-                400,
-                "BadRequest",
-                "Invalid filter clause: the emulator accepts the documented existing-user query and externalUserState eq 'PendingAcceptance'.",
-            );
+            return graph_error(400, "Request_BadRequest", "Invalid page size specified.");
         }
     };
+    let skip: usize = match params.get("$skiptoken").map(|t| t.parse::<usize>()) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => {
+            record(400);
+            return graph_error(400, "Request_BadRequest", "Invalid skip token.");
+        }
+    };
+    let select = params.get("$select").map(String::as_str);
+    let mut found: Vec<&DirectoryUser>;
+    let inner = s.inner.lock().unwrap();
+    if let Some(email) = existing_user_query(&filter) {
+        let e = email.to_ascii_lowercase();
+        found = inner
+            .users
+            .values()
+            .filter(|u| {
+                u.mail.eq_ignore_ascii_case(&e)
+                    || u.other_mails.iter().any(|m| m.eq_ignore_ascii_case(&e))
+            })
+            .collect();
+    } else if filter == "externalUserState eq 'PendingAcceptance'" {
+        found = inner
+            .users
+            .values()
+            .filter(|u| u.external_user_state.as_deref() == Some("PendingAcceptance"))
+            .collect();
+    } else {
+        drop(inner);
+        record(400);
+        return graph_error(
+            400,
+            "BadRequest",
+            "Invalid filter clause: the emulator accepts the documented existing-user query and externalUserState eq 'PendingAcceptance'.",
+        );
+    }
+    // A stable order, so pages neither repeat nor skip anyone.
+    found.sort_by(|a, b| a.id.cmp(&b.id));
+    let total = found.len();
+    let page: Vec<Value> = found
+        .iter()
+        .skip(skip)
+        .take(top)
+        .map(|u| user_json(u, select))
+        .collect();
+    drop(inner);
     record(200);
     let mut body = json!({
         "@odata.context": format!("{}/v1.0/$metadata#users", s.base_url),
-        "value": found,
+        "value": page,
     });
-    if params.get("$count").map(String::as_str) == Some("true") {
-        body["@odata.count"] = json!(body["value"].as_array().map_or(0, Vec::len));
+    if advanced && skip == 0 {
+        body["@odata.count"] = json!(total);
+    }
+    if skip + top < total {
+        // The whole next URL, as Graph gives it: the same query plus a `$skiptoken`.
+        let mut next = url::Url::parse(&format!("{}/v1.0/users", s.base_url)).unwrap();
+        {
+            let mut q = next.query_pairs_mut();
+            for (k, v) in params.iter().filter(|(k, _)| k.as_str() != "$skiptoken") {
+                q.append_pair(k, v);
+            }
+            q.append_pair("$skiptoken", &(skip + top).to_string());
+        }
+        body["@odata.nextLink"] = json!(next.to_string());
     }
     axum::Json(body).into_response()
 }
@@ -623,12 +685,13 @@ async fn token(
             record(status);
             let mut r = oauth_error(status, code, "AADSTS50000", "injected fault");
             if let Some(ra) = retry_after {
-                r.headers_mut().insert("retry-after", ra.into());
+                r.headers_mut()
+                    .insert("retry-after", ra.to_string().parse().unwrap());
             }
             return r;
         }
         Some(Fault::Delay(d) | Fault::CommitThenStall(d)) => tokio::time::sleep(d).await,
-        Some(Fault::NoRedeemUrl) | None => {}
+        Some(Fault::NoRedeemUrl | Fault::StatusError) | None => {}
     }
     let ct = headers
         .get("content-type")
@@ -741,26 +804,33 @@ fn check_assertion(
         .ok_or(("AADSTS50027", "Missing client assertion."))?;
     let header = jsonwebtoken::decode_header(jwt)
         .map_err(|_| ("AADSTS50027", "The client assertion is not a JWT."))?;
-    if header.alg != jsonwebtoken::Algorithm::RS256 {
-        return Err((
-            "AADSTS5002738",
-            "The client assertion must be signed with RS256.",
-        ));
-    }
-    let public_key = {
-        let inner = s.inner.lock().unwrap();
-        header
-            .x5t_s256
-            .as_ref()
-            .and_then(|t| inner.certificates.get(t).cloned())
-    }
-    .ok_or((
-        "AADSTS700027",
-        "The certificate with the thumbprint in the assertion is not registered for the application.",
-    ))?;
+    // The two documented forms: PS256 with the SHA-256 thumbprint (`x5t#S256`, the current
+    // certificate-credentials page) or RS256 with the SHA-1 thumbprint (`x5t`, the earlier
+    // pages). Any other pairing is refused.
+    let thumbprint = match (header.alg, &header.x5t_s256, &header.x5t) {
+        (jsonwebtoken::Algorithm::PS256, Some(t), None) => format!("S256:{t}"),
+        (jsonwebtoken::Algorithm::RS256, None, Some(t)) => format!("SHA1:{t}"),
+        _ => {
+            return Err((
+                "AADSTS5002738",
+                "The client assertion must be PS256 with x5t#S256, or RS256 with x5t.",
+            ));
+        }
+    };
+    let public_key = s
+        .inner
+        .lock()
+        .unwrap()
+        .certificates
+        .get(&thumbprint)
+        .cloned()
+        .ok_or((
+            "AADSTS700027",
+            "The certificate with the thumbprint in the assertion is not registered for the application.",
+        ))?;
     let key = jsonwebtoken::DecodingKey::from_rsa_pem(public_key.as_bytes())
         .map_err(|_| ("AADSTS700027", "Registered key unusable."))?;
-    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    let mut v = jsonwebtoken::Validation::new(header.alg);
     v.set_audience(&[endpoint]);
     v.set_issuer(&[s.settings.client_id.as_str()]);
     v.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
@@ -861,13 +931,15 @@ fn check_relationships(obj: &serde_json::Map<String, Value>) -> Result<(), Strin
         for (k, v) in o {
             let ok = match k.as_str() {
                 "messageLanguage" | "customizedMessageBody" => v.is_string() || v.is_null(),
+                // "Currently only 1 additional recipient is supported."
                 "ccRecipients" => v.as_array().is_some_and(|a| {
-                    a.iter().all(|r| {
-                        r.get("emailAddress")
-                            .and_then(|e| e.get("address"))
-                            .and_then(Value::as_str)
-                            .is_some_and(|a| a.contains('@'))
-                    })
+                    a.len() <= 1
+                        && a.iter().all(|r| {
+                            r.get("emailAddress")
+                                .and_then(|e| e.get("address"))
+                                .and_then(Value::as_str)
+                                .is_some_and(|a| a.contains('@'))
+                        })
                 }),
                 "@odata.type" => true,
                 _ => false,
@@ -939,7 +1011,7 @@ async fn invitation_response(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
-    let mut strip_redeem = false;
+    let (mut strip_redeem, mut status_error) = (false, false);
     match fault {
         Some(Fault::Status {
             status,
@@ -952,11 +1024,13 @@ async fn invitation_response(
                 &format!("Injected failure while inviting {email_for_messages}."),
             );
             if let Some(ra) = retry_after {
-                r.headers_mut().insert("retry-after", ra.into());
+                r.headers_mut()
+                    .insert("retry-after", ra.to_string().parse().unwrap());
             }
             return (status, r);
         }
         Some(Fault::NoRedeemUrl) => strip_redeem = true,
+        Some(Fault::StatusError) => status_error = true,
         Some(Fault::Delay(_) | Fault::CommitThenStall(_)) | None => {}
     }
 
@@ -1178,6 +1252,9 @@ async fn invitation_response(
     });
     if strip_redeem {
         out.as_object_mut().unwrap().remove("inviteRedeemUrl");
+    }
+    if status_error {
+        out["status"] = json!("Error");
     }
     (201, (StatusCode::CREATED, axum::Json(out)).into_response())
 }

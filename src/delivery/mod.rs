@@ -342,6 +342,14 @@ fn compile_channel(
                 at("cc")
             ));
         }
+        // Graph's invitedUserMessageInfo: "Currently only 1 additional recipient is supported."
+        if kind == ChannelKind::Microsoft && settings.cc.len() + usize::from(settings.cc_owner) > 1
+        {
+            return Err(format!(
+                "{}: Microsoft's invitation email takes one CC recipient: set one address in cc, or cc_owner without cc",
+                at("cc")
+            ));
+        }
         Some(settings)
     } else {
         only(spec.from.is_some(), "from", "email")?;

@@ -78,6 +78,9 @@ pub fn existing_user_filter(email: &str) -> String {
     )
 }
 
+/// Most pages one listing follows: 100 pages of 999 users.
+const MAX_PAGES: usize = 100;
+
 const USER_SELECT: &str =
     "id,userType,externalUserState,externalUserStateChangeDateTime,mail,displayName";
 
@@ -149,6 +152,13 @@ impl GraphClient {
             .ok_or(GraphError::InvalidResponse(
                 "the invitation response has no inviteRedeemUrl",
             ))?;
+        // The invitation's documented states are PendingAcceptance, Completed, InProgress and
+        // Error; an answer in Error did not invite anyone.
+        if r.status.as_deref() == Some("Error") {
+            return Err(GraphError::InvalidResponse(
+                "the invitation's status is Error",
+            ));
+        }
         let id = r.id.ok_or(GraphError::InvalidResponse(
             "the invitation response has no id",
         ))?;
@@ -167,8 +177,11 @@ impl GraphClient {
         })
     }
 
-    /// `GET /users` with `filter` (an advanced query: `ConsistencyLevel: eventual` and
-    /// `$count=true`, which the `any` lambdas over collections need).
+    /// `GET /users` with `filter`, following `@odata.nextLink` to the end (at most
+    /// [`MAX_PAGES`] pages of `top`). Both filters the relay uses are supported by default, so
+    /// no advanced query parameters are sent and the answer is strongly consistent (a guest
+    /// invited a moment ago is found).
+    /// <https://learn.microsoft.com/graph/aad-advanced-queries>, <https://learn.microsoft.com/graph/paging>
     async fn users(
         &self,
         credential: &ClientCredential,
@@ -178,31 +191,46 @@ impl GraphClient {
         #[derive(Deserialize)]
         struct Page {
             value: Vec<DirectoryUser>,
+            #[serde(rename = "@odata.nextLink")]
+            next_link: Option<String>,
         }
         let top = top.to_string();
-        let url = url::Url::parse_with_params(
+        let mut url = url::Url::parse_with_params(
             &format!("{}/users", self.api),
             [
                 ("$filter", filter),
                 ("$select", USER_SELECT),
-                ("$count", "true"),
                 ("$top", top.as_str()),
             ],
         )
         .map_err(|_| GraphError::InvalidResponse("the Graph URL is not valid"))?;
-        let (status, headers, body) = self
-            .call(credential, |http| {
-                http.get(url.clone()).header("ConsistencyLevel", "eventual")
-            })
-            .await?;
-        if status != 200 {
-            let e = classify(status, &headers, &body);
-            tracing::warn!(status, error = %e, "Graph refused the user query");
-            return Err(e);
+        let mut out = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let (status, headers, body) =
+                self.call(credential, |http| http.get(url.clone())).await?;
+            if status != 200 {
+                let e = classify(status, &headers, &body);
+                tracing::warn!(status, error = %e, "Graph refused the user query");
+                return Err(e);
+            }
+            let page = serde_json::from_slice::<Page>(&body).map_err(|_| {
+                GraphError::InvalidResponse("the users response is not a user list")
+            })?;
+            out.extend(page.value);
+            let Some(next) = page.next_link else {
+                return Ok(out);
+            };
+            // The whole link, as Graph says to use it; only ever to Graph itself, so a link
+            // can't send the token elsewhere.
+            url = url::Url::parse(&next)
+                .ok()
+                .filter(|n| n.origin() == url.origin() && n.path() == url.path())
+                .ok_or(GraphError::InvalidResponse(
+                    "the users response links to another origin",
+                ))?;
         }
-        serde_json::from_slice::<Page>(&body)
-            .map(|p| p.value)
-            .map_err(|_| GraphError::InvalidResponse("the users response is not a user list"))
+        tracing::warn!(pages = MAX_PAGES, "user listing stopped at the page limit");
+        Ok(out)
     }
 
     /// The directory user whose sign-in name, mail, proxy address or other mail is `email`.
@@ -253,25 +281,52 @@ impl GraphClient {
         let (status, headers, resp) = self
             .call(credential, |http| http.post(&url).json(&body))
             .await?;
-        match status {
-            204 | 200 => Ok(GroupAdd::Added),
-            400 if already_member(&resp) => Ok(GroupAdd::AlreadyMember),
-            404 => Err(GraphError::Unavailable {
-                reason: "HTTP 404 (not replicated yet)".into(),
-                retry_after: None,
-            }),
+        match (status, member_error(&resp)) {
+            (204 | 200, _) => Ok(GroupAdd::Added),
+            (400, MemberError::AlreadyMember) => Ok(GroupAdd::AlreadyMember),
+            // "404 Not Found … when the object being added doesn't exist": right after the
+            // invitation, the guest not replicated yet; and the 400 Graph gives while a new
+            // group replicates ("retry after a brief delay"). Both are retried.
+            (404, MemberError::NotFound) | (400, MemberError::NotReplicated) => {
+                Err(GraphError::Unavailable {
+                    reason: format!("HTTP {status} (not replicated yet)"),
+                    retry_after: None,
+                })
+            }
             _ => Err(classify(status, &headers, &resp)),
         }
     }
 }
 
-/// Graph's answer to adding a member twice: 400 with a message about existing references
-/// (the code is the generic `Request_BadRequest`, so the message is the only signal).
-fn already_member(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-        .is_some_and(|m| m.contains("object references already exist"))
+/// How Graph answered a group addition.
+/// <https://learn.microsoft.com/graph/api/group-post-members>
+#[derive(Debug, PartialEq, Eq)]
+enum MemberError {
+    /// 404 `Request_ResourceNotFound`.
+    NotFound,
+    /// 400 `Request_BadRequest`, "One or more added object references already exist": Graph
+    /// has no distinct code for it, so this one case reads the message.
+    AlreadyMember,
+    /// 400 `Request_BadRequest`, "The source resource object or one of the objects being
+    /// referenced don't exist" (a group still replicating; again only the message tells).
+    NotReplicated,
+    Other,
+}
+
+fn member_error(body: &[u8]) -> MemberError {
+    let v = serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
+    let code = v["error"]["code"].as_str().unwrap_or("");
+    let message = v["error"]["message"].as_str().unwrap_or("");
+    match code {
+        "Request_ResourceNotFound" => MemberError::NotFound,
+        "Request_BadRequest" if message.contains("object references already exist") => {
+            MemberError::AlreadyMember
+        }
+        "Request_BadRequest" if message.contains("objects being referenced don't exist") => {
+            MemberError::NotReplicated
+        }
+        _ => MemberError::Other,
+    }
 }
 
 #[cfg(test)]
@@ -289,12 +344,37 @@ mod tests {
     }
 
     #[test]
-    fn already_member_is_recognised_by_graphs_message() {
-        assert!(already_member(
-            br#"{"error":{"code":"Request_BadRequest","message":"One or more added object references already exist for the following modified properties: 'members'."}}"#
-        ));
-        assert!(!already_member(
-            br#"{"error":{"code":"Request_BadRequest","message":"Invalid object identifier"}}"#
-        ));
+    fn group_answers_are_read_by_code_then_message() {
+        assert_eq!(
+            member_error(
+                br#"{"error":{"code":"Request_BadRequest","message":"One or more added object references already exist for the following modified properties: 'members'."}}"#
+            ),
+            MemberError::AlreadyMember
+        );
+        assert_eq!(
+            member_error(
+                br#"{"error":{"code":"Request_BadRequest","message":"The source resource object or one of the objects being referenced don't exist."}}"#
+            ),
+            MemberError::NotReplicated
+        );
+        assert_eq!(
+            member_error(
+                br#"{"error":{"code":"Request_ResourceNotFound","message":"Resource 'x' does not exist or one of its queried reference-property objects are not present."}}"#
+            ),
+            MemberError::NotFound
+        );
+        // The same words under another code are not trusted.
+        assert_eq!(
+            member_error(
+                br#"{"error":{"code":"Authorization_RequestDenied","message":"object references already exist"}}"#
+            ),
+            MemberError::Other
+        );
+        assert_eq!(
+            member_error(
+                br#"{"error":{"code":"Request_BadRequest","message":"Invalid object identifier"}}"#
+            ),
+            MemberError::Other
+        );
     }
 }

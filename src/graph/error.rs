@@ -64,16 +64,37 @@ pub(crate) fn error_code(body: &[u8]) -> Option<String> {
         })
 }
 
-/// `Retry-After` in seconds (Graph sends delta-seconds), capped at an hour.
+/// Longest `Retry-After` honoured: an hour.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// `Retry-After`: seconds, which Graph may send with a fraction (its throttling guidance's own
+/// sample is `Retry-After: 2.128`, <https://learn.microsoft.com/graph/throttling>), or an
+/// HTTP date (RFC 9110); capped at an hour.
 pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
+    let raw = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
         .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(|s| Duration::from_secs(s.min(3600)))
+        .trim();
+    let wait = match raw.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => {
+            Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64()))
+        }
+        Ok(_) => return None,
+        Err(_) => {
+            let at =
+                time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc2822)
+                    .ok()?;
+            let secs = (at - time::OffsetDateTime::now_utc()).as_seconds_f64();
+            Duration::from_secs_f64(secs.clamp(0.0, MAX_RETRY_AFTER.as_secs_f64()))
+        }
+    };
+    Some(wait)
+}
+
+/// Whole seconds to tell a sender, rounded up (a `Retry-After` of 2.128 s is answered 3).
+pub(crate) fn whole_seconds_up(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 /// Classifies a failed HTTP answer from Graph.
@@ -158,5 +179,32 @@ mod tests {
             matches!(classify(429, &h, b""), GraphError::Throttled { retry_after: Some(d) } if d.as_secs() == 7)
         );
         assert_eq!(error_code(br#"{"error":{"code":"a b <script>"}}"#), None);
+    }
+
+    #[test]
+    fn retry_after_takes_fractions_and_dates() {
+        let with = |v: &str| {
+            let mut h = reqwest::header::HeaderMap::new();
+            h.insert("retry-after", v.parse().unwrap());
+            retry_after(&h)
+        };
+        assert_eq!(with("2.128"), Some(Duration::from_millis(2128)));
+        assert_eq!(with("7"), Some(Duration::from_secs(7)));
+        assert_eq!(with("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(with("99999"), Some(MAX_RETRY_AFTER));
+        assert_eq!(with("-1"), None);
+        assert_eq!(with("NaN"), None);
+        assert_eq!(with("soon"), None);
+        let later = time::OffsetDateTime::now_utc() + time::Duration::seconds(30);
+        let date = later
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap();
+        let d = with(&date).unwrap();
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(31),
+            "{d:?}"
+        );
+        assert_eq!(whole_seconds_up(Duration::from_millis(2128)), 3);
+        assert_eq!(whole_seconds_up(Duration::from_secs(2)), 2);
     }
 }

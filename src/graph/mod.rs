@@ -7,4 +7,5 @@ mod token;
 
 pub use client::{DirectoryUser, GraphClient, GroupAdd, existing_user_filter, odata_quote};
 pub use error::GraphError;
+pub(crate) use error::whole_seconds_up;
 pub use token::{CertificateCredential, ClientCredential, TokenProvider};

@@ -52,7 +52,7 @@ impl CertificateCredential {
         &self.thumbprint
     }
 
-    /// A client assertion for `audience` (the token endpoint): RS256, `x5t#S256` header,
+    /// A client assertion for `audience` (the token endpoint): PS256, `x5t#S256` header,
     /// `iss` = `sub` = the client id, a unique `jti`, valid for ten minutes.
     ///
     /// # Errors
@@ -71,7 +71,10 @@ impl CertificateCredential {
             h.update(std::process::id().to_le_bytes());
             hex::encode(&h.finalize()[..16])
         };
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        // The pair Microsoft's current certificate-credentials page documents: PS256 (PSS
+        // padding) with the certificate's SHA-256 thumbprint in `x5t#S256`.
+        // <https://learn.microsoft.com/entra/identity-platform/certificate-credentials>
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::PS256);
         header.x5t_s256 = Some(self.thumbprint.clone());
         let claims = serde_json::json!({
             "aud": audience,

@@ -51,7 +51,7 @@ fn graph_fault(rng: &mut Rng) -> Fault {
         0 => Fault::Status {
             status: 429,
             code: "TooManyRequests",
-            retry_after: Some(1),
+            retry_after: Some(1.0),
         },
         1 => Fault::Status {
             status: 429,

@@ -176,11 +176,21 @@ async fn user_queries_and_member_references_follow_the_documented_forms() {
             r
         }
     };
+    // The existing-user query's lambdas over otherMails and proxyAddresses are supported by
+    // default (aad-advanced-queries; the Entra "onboard external users" article queries
+    // otherMails/any without the header), and with the advanced parameters too.
     let documented = invite_relay::graph::existing_user_filter("o'neil@partner.example");
     assert_eq!(g.send(get(&documented, true)).await.0, 200);
-    let (status, body) = g.send(get(&documented, false)).await;
-    assert_eq!(status, 400, "any() needs the advanced query parameters");
-    assert_graph_error(&body, "Request_UnsupportedQuery");
+    assert_eq!(g.send(get(&documented, false)).await.0, 200);
+    // `ne`, `not` and `endsWith` are advanced-only.
+    for advanced_only in [
+        "externalUserState ne 'Accepted'",
+        "endsWith(mail,'@partner.example')",
+    ] {
+        let (status, body) = g.send(get(advanced_only, false)).await;
+        assert_eq!(status, 400, "{advanced_only}");
+        assert_graph_error(&body, "Request_UnsupportedQuery");
+    }
     // Unescaped quotes, or another shape, are not the documented query.
     let unescaped = documented.replace("o''neil", "o'neil");
     let (status, body) = g.send(get(&unescaped, true)).await;
@@ -217,4 +227,135 @@ async fn user_queries_and_member_references_follow_the_documented_forms() {
         .await;
     assert_eq!(status, 404);
     assert_graph_error(&body, "Request_ResourceNotFound");
+}
+
+#[tokio::test]
+async fn user_listings_page_as_graph_pages() {
+    let g = graph().await;
+    for i in 0..250 {
+        g.emulator.seed_user(
+            &format!("pending{i:03}@partner.example"),
+            "Guest",
+            Some("PendingAcceptance"),
+            3,
+        );
+    }
+    let list = |top: Option<&str>| {
+        let mut params = vec![("$filter", "externalUserState eq 'PendingAcceptance'")];
+        if let Some(t) = top {
+            params.push(("$top", t));
+        }
+        url::Url::parse_with_params(&format!("{}/v1.0/users", g.emulator.url), params).unwrap()
+    };
+    // Default page 100, then the whole nextLink until it is gone.
+    let mut seen = std::collections::HashSet::new();
+    let mut url = list(None);
+    let mut pages = 0;
+    loop {
+        let (status, body) = g.send(g.http.get(url.clone())).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.get("@odata.count").is_none(),
+            "no count without the header"
+        );
+        let page = body["value"].as_array().unwrap();
+        assert!(page.len() <= 100);
+        for u in page {
+            assert!(
+                seen.insert(u["id"].as_str().unwrap().to_owned()),
+                "repeated"
+            );
+        }
+        pages += 1;
+        match body["@odata.nextLink"].as_str() {
+            Some(next) => url = url::Url::parse(next).unwrap(),
+            None => break,
+        }
+    }
+    assert_eq!((seen.len(), pages), (250, 3));
+    assert_eq!(g.send(g.http.get(list(Some("999")))).await.0, 200);
+    for bad in ["1000", "0", "x"] {
+        let (status, body) = g.send(g.http.get(list(Some(bad)))).await;
+        assert_eq!(status, 400, "$top={bad}");
+        assert_graph_error(&body, "Request_BadRequest");
+    }
+}
+
+/// The client assertion: the two documented (alg, thumbprint) pairs are accepted, the pairing
+/// of RS256 with a SHA-256 thumbprint that no Microsoft page describes is refused.
+#[tokio::test]
+async fn client_assertions_use_a_documented_pair() {
+    use base64::Engine as _;
+    let g = graph().await;
+    let fixture = |n: &str| {
+        std::fs::read_to_string(format!(
+            "{}/devkit/fixtures/{n}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let (cert, key, public) = (
+        fixture("test-app-cert.pem"),
+        fixture("test-app-key.pem"),
+        fixture("test-app-pubkey.pem"),
+    );
+    let s256 = g.emulator.register_certificate(&cert, &public);
+    let der = pem::parse(&cert).unwrap();
+    // The legacy `x5t`: base64url of the certificate's SHA-1 thumbprint.
+    let settings = g.emulator.settings().clone();
+    let endpoint = format!(
+        "{}/{}/oauth2/v2.0/token",
+        g.emulator.url, settings.tenant_id
+    );
+    let encoding = jsonwebtoken::EncodingKey::from_rsa_pem(key.as_bytes()).unwrap();
+    let assertion = |alg: jsonwebtoken::Algorithm, s256: Option<&str>, sha1: Option<String>| {
+        let mut h = jsonwebtoken::Header::new(alg);
+        h.x5t_s256 = s256.map(str::to_owned);
+        h.x5t = sha1;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims = json!({"aud": endpoint, "iss": settings.client_id, "sub": settings.client_id,
+            "jti": crate::helpers::uuid_like(), "nbf": now, "iat": now, "exp": now + 600});
+        jsonwebtoken::encode(&h, &claims, &encoding).unwrap()
+    };
+    let sha1 = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(<sha1::Sha1 as sha1::Digest>::digest(der.contents()));
+    let token = |jwt: String| {
+        g.http.post(&endpoint).form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", settings.client_id.as_str()),
+            ("scope", &format!("{}/.default", g.emulator.url)),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", jwt.as_str()),
+        ])
+    };
+    use jsonwebtoken::Algorithm::{PS256, RS256};
+    assert_eq!(
+        g.send(token(assertion(PS256, Some(&s256), None))).await.0,
+        200,
+        "PS256 + x5t#S256"
+    );
+    assert_eq!(
+        g.send(token(assertion(RS256, None, Some(sha1.clone()))))
+            .await
+            .0,
+        200,
+        "RS256 + x5t"
+    );
+    for (what, jwt) in [
+        ("RS256 + x5t#S256", assertion(RS256, Some(&s256), None)),
+        ("PS256 + x5t", assertion(PS256, None, Some(sha1.clone()))),
+        (
+            "both thumbprints",
+            assertion(PS256, Some(&s256), Some(sha1.clone())),
+        ),
+    ] {
+        let (status, body) = g.send(token(jwt)).await;
+        assert_eq!(status, 401, "{what}: {body}");
+    }
 }

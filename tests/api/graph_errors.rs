@@ -125,7 +125,7 @@ async fn transient_graph_failures_are_retried_within_the_request() {
     t.graph.fail_next_invitation(Fault::Status {
         status: 429,
         code: "TooManyRequests",
-        retry_after: Some(1),
+        retry_after: Some(1.0),
     });
     let started = Instant::now();
     let a = t.post(&sample_body()).await;
@@ -144,7 +144,7 @@ async fn persistent_429_is_503_with_retry_after_and_the_retry_succeeds() {
         Fault::Status {
             status: 429,
             code: "TooManyRequests",
-            retry_after: Some(7),
+            retry_after: Some(7.0),
         },
         PERSISTENT,
     )
@@ -175,7 +175,7 @@ async fn graph_429_passes_retry_after_to_the_caller() {
         t.graph.fail_next_invitation(Fault::Status {
             status: 429,
             code: "TooManyRequests",
-            retry_after: Some(7),
+            retry_after: Some(7.0),
         });
     }
     let req = to_request(&signed_event(&sample_body().to_string()));
@@ -303,4 +303,47 @@ async fn rotated_client_secret_is_picked_up_from_secrets_manager() {
     let statuses: Vec<u16> = t.graph.token_calls().iter().map(|c| c.status).collect();
     assert_eq!(statuses, vec![200, 401, 200]);
     assert!(!t.logs.text().contains("rotated-client-secret-value"));
+}
+
+/// Graph's throttling sample sends `Retry-After: 2.128`: the wait honours the fraction, and a
+/// sender told to come back is told the whole seconds rounded up.
+#[tokio::test]
+async fn a_fractional_retry_after_is_honoured() {
+    let t = spawn_app().await;
+    t.graph.fail_next_invitation(Fault::Status {
+        status: 429,
+        code: "TooManyRequests",
+        retry_after: Some(1.5),
+    });
+    let started = Instant::now();
+    let a = t.post(&sample_body()).await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    assert_eq!(t.graph.invitation_calls().len(), 2);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "waited {:?}, not the 1.5 s Graph asked for",
+        started.elapsed()
+    );
+
+    let (_t, a) = send_with_fault(
+        Fault::Status {
+            status: 429,
+            code: "TooManyRequests",
+            retry_after: Some(7.128),
+        },
+        PERSISTENT,
+    )
+    .await;
+    a.assert_problem(503, "upstream-unavailable");
+    assert_eq!(a.body["status"], 503);
+    assert_eq!(a.retry_after.as_deref(), Some("8"));
+}
+
+/// An invitation answered with the documented status `Error` invited nobody: nothing is
+/// delivered, and the event can be tried again.
+#[tokio::test]
+async fn an_invitation_in_status_error_is_a_failure() {
+    let (t, a) = send_with_fault(Fault::StatusError, 1).await;
+    a.assert_problem(502, "upstream-invalid");
+    assert_eq!(t.graph.invitation_calls().len(), 1);
 }

@@ -587,6 +587,8 @@ pub struct Answer {
     pub content_type: String,
     pub body: Value,
     pub raw: String,
+    /// The `Retry-After` header, when the answer has one.
+    pub retry_after: Option<String>,
 }
 
 impl TestApp {
@@ -707,11 +709,17 @@ pub fn answer(resp: Response<Body>) -> Answer {
         _ => String::new(),
     };
     let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     Answer {
         status,
         content_type,
         body,
         raw,
+        retry_after,
     }
 }
 
@@ -738,6 +746,7 @@ pub fn answer_from_event(r: &Value) -> Answer {
             .to_owned(),
         body: serde_json::from_str(&raw).unwrap_or(Value::Null),
         raw,
+        retry_after: r["headers"]["retry-after"].as_str().map(str::to_owned),
     }
 }
 

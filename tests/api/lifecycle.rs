@@ -44,8 +44,10 @@ async fn members_of_the_tenant_are_never_invited_and_the_query_is_the_documented
             e = SAMPLE_EMAIL
         )
     );
-    assert_eq!(q.consistency_level.as_deref(), Some("eventual"));
-    assert_eq!(q.count.as_deref(), Some("true"));
+    // Supported by default: no advanced query parameters, so the answer is strongly
+    // consistent (a guest invited a moment ago is found).
+    assert_eq!(q.consistency_level, None);
+    assert_eq!(q.count, None);
     assert_eq!(q.status, 200);
     // A repeat is a duplicate of the completed event, not a second lookup.
     assert_eq!(
@@ -288,6 +290,15 @@ async fn lifecycle_configuration_errors_stop_start_up() {
             "[[routes]]\nchannels = [\"slack\"]\ngroups = [\"x\"]\n",
             "routes[0].groups",
         ),
+        // Graph's invitedUserMessageInfo: "Currently only 1 additional recipient is supported."
+        (
+            "[channels.microsoft]\ncc = [\"a@contoso.example\", \"b@contoso.example\"]\ncc_domains = [\"contoso.example\"]\n",
+            "one CC recipient",
+        ),
+        (
+            "[channels.microsoft]\ncc = [\"a@contoso.example\"]\ncc_owner = true\ncc_domains = [\"contoso.example\"]\n",
+            "one CC recipient",
+        ),
     ] {
         let (app, _parts) = try_spawn_app_with(Options {
             env: vec![("RELAY_CONFIG", config.to_owned())],
@@ -431,8 +442,10 @@ async fn a_certificate_signs_the_client_assertion_the_emulator_verifies() {
     );
     let jwt = &call.form["client_assertion"];
     let header = jwt_part(jwt, 0);
-    assert_eq!(header["alg"], "RS256");
+    // The pair Microsoft's current certificate-credentials page documents.
+    assert_eq!(header["alg"], "PS256");
     assert_eq!(header["x5t#S256"], thumbprint.as_str());
+    assert!(header.get("x5t").is_none());
     let claims = jwt_part(jwt, 1);
     let settings = t.graph.settings();
     assert_eq!(
@@ -566,6 +579,36 @@ async fn the_scheduled_follow_up_resends_a_fresh_link_through_the_original_chann
         "bob@partner.example",
         "carol@elsewhere.example",
     ]);
+}
+
+/// Past one page of pending guests (Graph pages at 999 at most), the follow-up follows
+/// `@odata.nextLink` and sees every one.
+#[tokio::test]
+async fn the_follow_up_reads_every_page_of_pending_guests() {
+    let t = follow_up_app().await;
+    for i in 0..1000 {
+        t.graph.seed_user(
+            &format!("waiting{i:04}@elsewhere.example"),
+            "Guest",
+            Some("PendingAcceptance"),
+            30,
+        );
+    }
+    let scheduled = load_event("eventbridge-scheduled-follow-up.json");
+    let deadline = invite_relay::resilience::Deadline::after(std::time::Duration::from_secs(60));
+    let out = invite_relay::worker::handle(&t.app, scheduled, deadline)
+        .await
+        .unwrap();
+    assert_eq!(out["pending"], 1003, "{out}");
+    assert_eq!(out["actions"]["no-record"], 1001, "{out}");
+    assert_eq!(out["actions"]["resent"], 1, "{out}");
+    let pages = t
+        .graph
+        .user_queries()
+        .into_iter()
+        .filter(|q| q.filter.starts_with("externalUserState"))
+        .count();
+    assert_eq!(pages, 2);
 }
 
 #[tokio::test]

@@ -153,7 +153,7 @@ async fn transient_failures_return_to_the_queue_and_permanent_ones_are_parked_wi
         t.graph.fail_next_invitation(devkit::Fault::Status {
             status: 429,
             code: "TooManyRequests",
-            retry_after: Some(30),
+            retry_after: Some(30.0),
         });
     }
     let (event, handles) = receive_batch(&queue, 10).await;
