@@ -21,6 +21,7 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("dynamics", include_str!("../presets/dynamics.toml")),
     ("salesforce", include_str!("../presets/salesforce.toml")),
     ("servicenow", include_str!("../presets/servicenow.toml")),
+    ("jira", include_str!("../presets/jira.toml")),
 ];
 
 /// Presets active without being named in `RELAY_CONFIG` (the others are enabled by naming
