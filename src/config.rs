@@ -20,6 +20,8 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("pipedrive", include_str!("../presets/pipedrive.toml")),
     ("dynamics", include_str!("../presets/dynamics.toml")),
     ("salesforce", include_str!("../presets/salesforce.toml")),
+    ("servicenow", include_str!("../presets/servicenow.toml")),
+    ("jira", include_str!("../presets/jira.toml")),
 ];
 
 /// Presets active without being named in `RELAY_CONFIG` (the others are enabled by naming

@@ -2,7 +2,7 @@
 //! sample at another stage is ignored with 200; wrongly authenticated, it gets 401.
 
 use devkit::events;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::*;
 
@@ -10,18 +10,29 @@ const HUBSPOT_KEY: &str = "hubspot-api-key-0123456789";
 const ZENDESK_SECRET: &str = "HRkRd4BeOAoUkfZr-mhauJT64rvBASlJRoIyPsd3zeA=";
 const PIPEDRIVE_AUTH: &str = "invite-relay:pipedrive-password-42";
 const DYNAMICS_KEY: &str = "dynamics-webhook-key-0123456789";
+const SERVICENOW_SECRET: &str = "whsec_47jku0bGmARDQ6wRV9CJcwVaK2SiGnUNiYUfypGfTC4=";
+const JIRA_KEY: &str = "jira-automation-key-0123456789";
 
 /// Every preset enabled, as a user would: by naming it. Pipedrive's email comes from a deal
-/// custom field whose key is specific to the account, so its mapping names that key.
+/// custom field whose key is specific to the account, so its mapping names that key; Jira's
+/// README override for a "Guest email" request field is a source of its own.
 const RELAY_CONFIG: &str = r#"
 [sources.hubspot]
 [sources.zendesk]
 [sources.dynamics]
 [sources.salesforce]
+[sources.servicenow]
+[sources.jira]
 
 [sources.pipedrive.map]
 email = "event.data.custom_fields['5d2c1e7a9b3f4a6c8e0d2b4f6a8c0e2d4f6a8b0c'].value"
 display_name = "event.data.custom_fields['9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b'].value"
+
+[sources.jira-guest-email]
+preset = "jira"
+
+[sources.jira-guest-email.map]
+email = "event.issue.fields.customfield_10050"
 "#;
 
 async fn presets_app() -> TestApp {
@@ -31,6 +42,8 @@ async fn presets_app() -> TestApp {
         ("zendesk_signing_secret", ZENDESK_SECRET),
         ("pipedrive_basic_auth", PIPEDRIVE_AUTH),
         ("dynamics_webhook_key", DYNAMICS_KEY),
+        ("servicenow_signing_secret", SERVICENOW_SECRET),
+        ("jira_webhook_key", JIRA_KEY),
     ] {
         secret.insert(k.into(), v.into());
     }
@@ -91,6 +104,25 @@ fn authenticate(crm: &str, event: &mut Value, good: bool) {
             )
             .into()
         }
+        // The business rule's Standard Webhooks signature.
+        "servicenow" => events::sign_event(
+            event,
+            if good {
+                SERVICENOW_SECRET
+            } else {
+                "whsec_dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ=="
+            },
+        ),
+        // The automation rule's hidden header.
+        "jira" => events::set_event_header(
+            event,
+            "x-invite-relay-key",
+            if good {
+                JIRA_KEY
+            } else {
+                "jira-automation-key-9876543210"
+            },
+        ),
         _ => unreachable!(),
     }
 }
@@ -111,6 +143,8 @@ fn other_stage(crm: &str, body: &mut Value) {
             let state = attrs.iter_mut().find(|a| a["key"] == "statecode").unwrap();
             state["value"]["Value"] = 2.into(); // Lost
         }
+        "servicenow" => body["approval"] = "rejected".into(),
+        "jira" => body["issue"]["fields"]["status"]["name"] = "Waiting for approval".into(),
         _ => unreachable!(),
     }
 }
@@ -120,6 +154,8 @@ const HTTP_PRESETS: &[(&str, &str)] = &[
     ("zendesk", "zendesk-trigger-partner-tagged.json"),
     ("pipedrive", "pipedrive-deal-won.json"),
     ("dynamics", "dynamics-opportunity-won.json"),
+    ("servicenow", "servicenow-request-approved.json"),
+    ("jira", "jira-issue-approved.json"),
 ];
 
 #[tokio::test]
@@ -176,6 +212,137 @@ async fn each_crm_event_wrongly_authenticated_is_401() {
             .assert_problem(401, "signature");
     }
     assert!(t.graph.invitation_calls().is_empty());
+}
+
+/// The sample without the invitee's email, and the field the refusal must name (the mapping's
+/// path).
+fn without_email(crm: &str, body: &mut Value) -> &'static str {
+    match crm {
+        "servicenow" => {
+            body["requested_for"]
+                .as_object_mut()
+                .unwrap()
+                .remove("email");
+            "requested_for.email"
+        }
+        // As when the reporter's profile hides their email.
+        "jira" => {
+            body["issue"]["fields"]["reporter"]
+                .as_object_mut()
+                .unwrap()
+                .remove("emailAddress");
+            "issue.fields.reporter.emailAddress"
+        }
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test]
+async fn an_approved_request_without_the_email_is_422_naming_the_field() {
+    let t = presets_app().await;
+    for (crm, file) in [
+        ("servicenow", "servicenow-request-approved.json"),
+        ("jira", "jira-issue-approved.json"),
+    ] {
+        let mut event = load_event(file);
+        let mut body = body_of(&event);
+        let field = without_email(crm, &mut body);
+        events::set_event_body(&mut event, &body.to_string());
+        authenticate(crm, &mut event, true);
+        let a = t.send_event(&event).await;
+        a.assert_problem(422, "unprocessable-event");
+        assert_eq!(a.body["field"], field, "{crm}: {}", a.raw);
+    }
+    // Left out, null or empty: a hidden address is refused the same way.
+    for hidden in [Value::Null, json!(""), json!("  ")] {
+        let mut event = load_event("jira-issue-approved.json");
+        let mut body = body_of(&event);
+        body["issue"]["fields"]["reporter"]["emailAddress"] = hidden;
+        events::set_event_body(&mut event, &body.to_string());
+        authenticate("jira", &mut event, true);
+        let a = t.send_event(&event).await;
+        a.assert_problem(422, "unprocessable-event");
+        assert_eq!(a.body["field"], "issue.fields.reporter.emailAddress");
+    }
+    assert!(t.graph.invitation_calls().is_empty());
+}
+
+#[tokio::test]
+async fn jira_takes_the_guest_email_from_a_request_field_when_mapped() {
+    let t = presets_app().await;
+    let mut event = load_event("jira-issue-approved.json");
+    let mut body = body_of(&event);
+    without_email("jira", &mut body);
+    body["issue"]["fields"]["customfield_10050"] = SAMPLE_EMAIL.into();
+    events::set_event_body(&mut event, &body.to_string());
+    event["rawPath"] = "/webhooks/jira-guest-email".into();
+    event["requestContext"]["http"]["path"] = "/webhooks/jira-guest-email".into();
+    authenticate("jira", &mut event, true);
+    let a = t.send_event(&event).await;
+    assert_eq!(a.body["status"], "invited", "{}", a.raw);
+    let call = &t.graph.invitation_calls()[0];
+    assert_eq!(call.body["invitedUserEmailAddress"], SAMPLE_EMAIL);
+    assert_eq!(call.body["invitedUserDisplayName"], "Ada Lovelace");
+}
+
+/// Beyond the invitee, what the receiving system learns from a ServiceNow or Jira event: one id
+/// per request, the company, the sponsor, and the values routing rules and templates read.
+#[tokio::test]
+async fn servicenow_and_jira_events_carry_their_request_ids_owner_and_fields() {
+    let t = presets_app().await;
+    let cases = [
+        (
+            "servicenow",
+            "servicenow-request-approved.json",
+            json!({
+                "eventId": "9d3f1a2b47e0b21083c2a1f4e6d5c7b8",
+                "eventType": "approved",
+                "company": "Analytical Engines Ltd",
+                "ownerEmail": "charles.babbage@contoso.com",
+                "fields": {"number": "RITM0010042", "catalog_item": "Partner portal access"},
+            }),
+        ),
+        (
+            "jira",
+            "jira-issue-approved.json",
+            json!({
+                "eventId": "https://contoso.atlassian.net/rest/api/2/issue/10042",
+                "eventType": "Approved",
+                "company": null,
+                "ownerEmail": null,
+                "fields": {"issue_key": "PA-17", "project": "PA"},
+            }),
+        ),
+    ];
+    for (i, (crm, file, expected)) in cases.iter().enumerate() {
+        let mut event = load_event(file);
+        authenticate(crm, &mut event, true);
+        let a = t.send_event(&event).await;
+        assert_eq!(a.body["status"], "invited", "{crm}: {}", a.raw);
+        assert_eq!(a.body["eventId"], expected["eventId"], "{crm}");
+        let sent: Value = serde_json::from_str(&t.hook.delivered()[i].body).unwrap();
+        for (k, v) in expected.as_object().unwrap() {
+            assert_eq!(&sent["data"][k], v, "{crm}: {k}");
+        }
+    }
+
+    // A request the guest opened for themselves has no sponsor to copy.
+    let mut event = load_event("servicenow-request-approved.json");
+    let mut body = body_of(&event);
+    body["sys_id"] = "0a1b2c3d4e5f60718293a4b5c6d7e8f9".into();
+    body["opened_by"] = json!({"email": SAMPLE_EMAIL, "name": "Ada Lovelace"});
+    events::set_event_body(&mut event, &body.to_string());
+    authenticate("servicenow", &mut event, true);
+    assert_eq!(t.send_event(&event).await.body["status"], "invited");
+    let sent: Value = serde_json::from_str(&t.hook.delivered()[2].body).unwrap();
+    assert_eq!(sent["data"]["ownerEmail"], Value::Null);
+
+    // Approved again later (after a rejection or a reset): the same request, not a second
+    // invitation.
+    let mut again = load_event("servicenow-request-approved.json");
+    authenticate("servicenow", &mut again, true);
+    assert_eq!(t.send_event(&again).await.body["status"], "duplicate");
+    assert_eq!(t.graph.invitation_calls().len(), 3);
 }
 
 #[tokio::test]
