@@ -573,10 +573,59 @@ mod tests {
                     1,
                     "{header}"
                 );
-                Source::compile(&source, spec, &|r| locate(name, text, r))
-                    .unwrap_or_else(|e| panic!("preset {name}: {e}"));
+                if spec.requires.is_empty() {
+                    Source::compile(&source, spec, &|r| locate(name, text, r))
+                        .unwrap_or_else(|e| panic!("preset {name}: {e}"));
+                    continue;
+                }
+                // A preset that needs the operator's values refuses to start without them,
+                // saying what to set, and starts with them.
+                let e = Source::compile(&source, spec.clone(), &|r| locate(name, text, r))
+                    .expect_err(name);
+                let (first, req) = spec.requires.iter().next().unwrap();
+                assert!(
+                    e.contains(&format!("sources.{source}.params.{first}"))
+                        && e.contains(&req.help),
+                    "{e}"
+                );
+                let mut with = spec.clone();
+                for (k, r) in &spec.requires {
+                    with.params
+                        .insert(k.clone(), "a".repeat(r.hex_length.unwrap_or(8)));
+                }
+                Source::compile(&source, with, &|r| locate(name, text, r))
+                    .unwrap_or_else(|e| panic!("preset {name} with its parameters: {e}"));
             }
         }
+    }
+
+    #[test]
+    fn preset_parameters_are_checked() {
+        let compile = |extra: &str| {
+            load_relay(Some(&format!("[sources.pipedrive]\n{extra}")), &[]).map(|_| ())
+        };
+        let e = compile("").unwrap_err().0;
+        assert!(
+            e.contains("sources.pipedrive.params.email_field: required"),
+            "{e}"
+        );
+        assert!(
+            e.contains("Data fields"),
+            "the help says where to find it: {e}"
+        );
+        let e = compile("[sources.pipedrive.params]\nemail_field = \"invitee_email\"\n")
+            .unwrap_err()
+            .0;
+        assert!(e.contains("40 hexadecimal characters"), "{e}");
+        let e = compile("[sources.pipedrive.params]\nemail_fild = \"5d2c1e7a9b3f4a6c8e0d2b4f6a8c0e2d4f6a8b0c\"\n")
+            .unwrap_err()
+            .0;
+        assert!(e.contains("no such parameter"), "{e}");
+        compile("[sources.pipedrive.params]\nemail_field = \"5d2c1e7a9b3f4a6c8e0d2b4f6a8c0e2d4f6a8b0c\"\n")
+            .unwrap();
+        // A mapping the operator wrote themselves no longer needs the parameter.
+        compile("[sources.pipedrive.map]\nemail = \"event.data.custom_fields['5d2c1e7a9b3f4a6c8e0d2b4f6a8c0e2d4f6a8b0c'].value\"\n")
+            .unwrap();
     }
 
     use std::collections::HashMap;

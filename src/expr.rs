@@ -124,6 +124,11 @@ impl Expr {
             .unwrap_or_else(|| self.field_name().to_owned())
     }
 
+    /// Whether the expression reads `path` (e.g. `params.email_field`).
+    pub fn reads(&self, path: &str) -> bool {
+        self.paths.iter().any(|p| p == path)
+    }
+
     /// The field path the expression reads, for messages: `event.invitee.email` → `invitee.email`.
     pub fn field_name(&self) -> &str {
         self.source.strip_prefix("event.").unwrap_or(&self.source)

@@ -43,7 +43,31 @@ pub struct SourceSpec {
     /// `salesforce_organization_id`), checked after the URL key as a second factor.
     pub organization_secret: Option<String>,
     pub map: Option<MapSpec>,
+    /// What a preset needs the operator to set before it can work (a value specific to the
+    /// account, such as a custom field's key), each with the help shown when it is missing.
+    /// Expressions read the values as `params.NAME`.
+    #[serde(default)]
+    pub requires: BTreeMap<String, Requirement>,
+    /// The operator's values for the preset's `requires`.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
 }
+
+/// A value a preset needs from the operator.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requirement {
+    /// What to set, and where the operator finds it.
+    pub help: String,
+    /// The value is this many hexadecimal digits (e.g. a Pipedrive custom field key: 40).
+    pub hex_length: Option<usize>,
+    /// The preset works without it (the expressions reading it check that it is set).
+    #[serde(default)]
+    pub optional: bool,
+}
+
+/// Longest parameter value: keys and ids, not text.
+const MAX_PARAM_CHARS: usize = 200;
 
 /// Field mapping: each value is an expression over `event` (the parsed body).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -94,6 +118,16 @@ impl SourceSpec {
                 .organization_secret
                 .or_else(|| base.organization_secret.clone()),
             map,
+            requires: {
+                let mut r = base.requires.clone();
+                r.extend(self.requires);
+                r
+            },
+            params: {
+                let mut p = base.params.clone();
+                p.extend(self.params);
+                p
+            },
         }
     }
 }
@@ -155,6 +189,29 @@ pub struct Source {
     each: Option<Expr>,
     filter: Option<Expr>,
     map: Mapping,
+    /// The operator's preset parameters, as the expressions' `params`.
+    params: Value,
+}
+
+impl Mapping {
+    /// Every expression besides the id and the email.
+    fn optional(&self) -> impl Iterator<Item = &Expr> {
+        [
+            &self.event_type,
+            &self.display_name,
+            &self.user_type,
+            &self.redirect_url,
+            &self.channels,
+            &self.occurred_at,
+            &self.company,
+            &self.language,
+            &self.owner_email,
+            &self.owner_id,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(self.fields.iter().map(|(_, e)| e))
+    }
 }
 
 #[derive(Debug)]
@@ -377,8 +434,16 @@ impl Source {
                     .collect::<Result<_, _>>()?
             },
         };
+        let exprs: Vec<&Expr> = [&map.event_id, &map.email]
+            .into_iter()
+            .chain(filter.iter())
+            .chain(each.iter())
+            .chain(map.optional())
+            .collect();
+        check_params(name, &spec.requires, &spec.params, &exprs)?;
         Ok(Self {
             name: name.to_owned(),
+            params: Value::from(spec.params.clone()),
             scheme,
             secret_keys,
             eventbridge_source,
@@ -419,7 +484,10 @@ impl Source {
         let Some(each) = &self.each else {
             return Ok(vec![self.interpret_item(whole.clone(), whole)]);
         };
-        let ctx = Value::from(BTreeMap::from([("body", whole.clone())]));
+        let ctx = Value::from(BTreeMap::from([
+            ("body", whole.clone()),
+            ("params", self.params.clone()),
+        ]));
         let list = eval(each, &ctx)?;
         // XML has no lists: one repeated element is a single object.
         if list.kind() == minijinja::value::ValueKind::Map {
@@ -448,7 +516,11 @@ impl Source {
     }
 
     fn interpret_item(&self, event: Value, body: Value) -> Result<Interpretation, MapError> {
-        let ctx = Value::from(BTreeMap::from([("event", event), ("body", body)]));
+        let ctx = Value::from(BTreeMap::from([
+            ("event", event),
+            ("body", body),
+            ("params", self.params.clone()),
+        ]));
         let m = &self.map;
         let event_id = required_id(&m.event_id, &ctx)?;
         if event_id.len() > MAX_EVENT_ID || !crate::domain::text::is_plain_id(&event_id) {
@@ -546,6 +618,55 @@ fn optional_string(expr: Option<&Expr>, ctx: &Value) -> Result<Option<String>, M
         expr.field_name().to_owned(),
         "a string",
     ))
+}
+
+/// Every parameter an expression reads (`params.NAME`) that the preset requires must be set
+/// (and well-formed); a mapping the operator replaced no longer needs its parameter.
+fn check_params(
+    name: &str,
+    requires: &BTreeMap<String, Requirement>,
+    params: &BTreeMap<String, String>,
+    exprs: &[&Expr],
+) -> Result<(), String> {
+    for (key, value) in params {
+        if !valid_field_name(key) || !requires.contains_key(key) {
+            return Err(format!(
+                "sources.{name}.params.{key}: the preset takes no such parameter"
+            ));
+        }
+        if value.trim().is_empty()
+            || value.len() > MAX_PARAM_CHARS
+            || !value.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(format!(
+                "sources.{name}.params.{key}: at most {MAX_PARAM_CHARS} visible ASCII characters"
+            ));
+        }
+    }
+    for (key, req) in requires {
+        let used = exprs.iter().any(|e| e.reads(&format!("params.{key}")));
+        match params.get(key) {
+            None if used && !req.optional => {
+                return Err(format!(
+                    "sources.{name}.params.{key}: required: {}",
+                    req.help
+                ));
+            }
+            Some(v)
+                if req
+                    .hex_length
+                    .is_some_and(|n| v.len() != n || !v.bytes().all(|b| b.is_ascii_hexdigit())) =>
+            {
+                return Err(format!(
+                    "sources.{name}.params.{key}: must be {} hexadecimal characters: {}",
+                    req.hex_length.unwrap_or(0),
+                    req.help
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// A routing/template field: a string, number or boolean, as text on one line, bounded.

@@ -24,9 +24,9 @@ const RELAY_CONFIG: &str = r#"
 [sources.servicenow]
 [sources.jira]
 
-[sources.pipedrive.map]
-email = "event.data.custom_fields['5d2c1e7a9b3f4a6c8e0d2b4f6a8c0e2d4f6a8b0c'].value"
-display_name = "event.data.custom_fields['9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b'].value"
+[sources.pipedrive.params]
+email_field = "5d2c1e7a9b3f4a6c8e0d2b4f6a8c0e2d4f6a8b0c"
+name_field = "9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b"
 
 [sources.jira-guest-email]
 preset = "jira"
@@ -460,4 +460,44 @@ async fn salesforce_outbound_messages_are_checked_against_the_org_and_acknowledg
         1,
         "the first is a duplicate, the second not signed yet"
     );
+}
+
+/// The messages the Dynamics preset can't use are not passed off as "ignored" when they look
+/// like a win: an Update whose body Dataverse cut for size (over 256 KB it removes
+/// InputParameters and the images) is refused with 422 naming what is missing, so the step's
+/// System Job shows it; a Win message (no Target, no images) is not a message the preset takes.
+#[tokio::test]
+async fn dynamics_messages_without_the_fields_are_refused_not_ignored() {
+    let t = presets_app().await;
+    let sample = load_event("dynamics-opportunity-won.json");
+    let mut cut = body_of(&sample);
+    let o = cut.as_object_mut().unwrap();
+    o.remove("InputParameters");
+    o.remove("PostEntityImages");
+    o.remove("PreEntityImages");
+    let mut event = sample.clone();
+    events::set_event_body(&mut event, &cut.to_string());
+    events::set_event_header(&mut event, "x-ms-dynamics-msg-size-exceeded", "true");
+    authenticate("dynamics", &mut event, true);
+    let a = t.send_event(&event).await;
+    a.assert_problem(422, "unprocessable-event");
+    assert_eq!(a.body["field"], "PostEntityImages", "{}", a.raw);
+
+    // A Win step's body, as WinOpportunityRequest defines it: OpportunityClose and Status.
+    let mut win = body_of(&sample);
+    win["MessageName"] = "Win".into();
+    win["InputParameters"] = serde_json::json!([
+        {"key": "OpportunityClose", "value": {"__type": "Entity:http://schemas.microsoft.com/xrm/2011/Contracts",
+            "LogicalName": "opportunityclose", "Attributes": [{"key": "opportunityid", "value": {
+                "__type": "EntityReference:http://schemas.microsoft.com/xrm/2011/Contracts",
+                "Id": "3b7e1f22-6c4d-f011-877a-000d3a5b8c21", "LogicalName": "opportunity", "Name": null}}]}},
+        {"key": "Status", "value": {"__type": "OptionSetValue:http://schemas.microsoft.com/xrm/2011/Contracts", "Value": 3}}
+    ]);
+    win["PostEntityImages"] = serde_json::json!([]);
+    let mut event = sample;
+    events::set_event_body(&mut event, &win.to_string());
+    authenticate("dynamics", &mut event, true);
+    let a = t.send_event(&event).await;
+    assert_eq!(a.body["status"], "ignored", "{}", a.raw);
+    assert!(t.graph.invitation_calls().is_empty());
 }
