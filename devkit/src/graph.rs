@@ -131,6 +131,9 @@ struct Inner {
     user_queries: Vec<UserQuery>,
     group_calls: Vec<GroupCall>,
     invitation_faults: VecDeque<Fault>,
+    group_faults: VecDeque<Fault>,
+    /// Group additions received, counted on arrival (before any delay).
+    group_requests: usize,
     token_faults: VecDeque<Fault>,
     invitation_calls: Vec<InvitationCall>,
     token_calls: Vec<TokenCall>,
@@ -213,6 +216,17 @@ impl GraphEmulator {
         let mut inner = self.inner();
         inner.invitation_faults.clear();
         inner.token_faults.clear();
+        inner.group_faults.clear();
+    }
+
+    /// Delays the next group addition(s) (`Fault::Delay`; other faults are not modelled there).
+    pub fn delay_next_group_add(&self, d: Duration) {
+        self.inner().group_faults.push_back(Fault::Delay(d));
+    }
+
+    /// Group additions received so far, counted when they arrive.
+    pub fn group_requests(&self) -> usize {
+        self.inner().group_requests
     }
 
     /// Queues a fault for the next token call(s).
@@ -555,6 +569,14 @@ async fn add_member(
     body: axum::body::Bytes,
 ) -> Response {
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let fault = {
+        let mut inner = s.inner.lock().unwrap();
+        inner.group_requests += 1;
+        inner.group_faults.pop_front()
+    };
+    if let Some(Fault::Delay(d)) = fault {
+        tokio::time::sleep(d).await;
+    }
     let (status, response) = add_member_response(&s, &group, &headers, &parsed);
     s.inner.lock().unwrap().group_calls.push(GroupCall {
         group,

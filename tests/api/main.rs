@@ -16,6 +16,7 @@ mod presets;
 mod refusals;
 mod release_binary;
 mod reliability;
+mod resume;
 mod ssrf;
 mod startup;
 mod tls;
