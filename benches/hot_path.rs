@@ -6,8 +6,10 @@
 
 use devkit::events;
 use invite_relay::config::Config;
-use invite_relay::delivery::{ChannelKind, Extras, Message, Rendered, render};
-use invite_relay::domain::{DisplayName, Invitation, InvitationRequest, InviteeEmail, UserType};
+use invite_relay::delivery::{ChannelKind, Message, Rendered, render};
+use invite_relay::domain::{
+    DisplayName, EventDetails, Invitation, InvitationRequest, InviteeEmail, UserType,
+};
 use invite_relay::inbound::{self, Interpretation, signature::Signed};
 use secrecy::SecretString;
 
@@ -67,7 +69,8 @@ fn hot_path(bencher: divan::Bencher) {
     bencher.bench_local(|| {
         let payload: serde_json::Value = serde_json::from_str(divan::black_box(&event)).unwrap();
         let req = inbound::lambda::to_request(payload, None).unwrap();
-        let body = inbound::http::checked_body(&req, config.max_body_bytes, source.format).unwrap();
+        let body = inbound::http::checked_body(&req, config.inbound.max_body_bytes, source.format)
+            .unwrap();
         let uri = req.uri().to_string();
         let signed = Signed {
             headers: req.headers(),
@@ -86,7 +89,11 @@ fn hot_path(bencher: divan::Bencher) {
             InviteeEmail::parse(&ev.email).unwrap(),
             ev.display_name.as_deref().and_then(DisplayName::parse),
             UserType::Guest,
-            config.redirect.choose(ev.redirect_url.as_deref()).unwrap(),
+            config
+                .invitees
+                .redirect
+                .choose(ev.redirect_url.as_deref())
+                .unwrap(),
         );
         let graph_body = serde_json::to_vec(&request).unwrap();
         let msg = Message {
@@ -94,7 +101,7 @@ fn hot_path(bencher: divan::Bencher) {
             event_id: &ev.event_id,
             email: &request.invited_user_email_address,
             display_name: request.invited_user_display_name.as_ref(),
-            extras: &Extras {
+            details: &EventDetails {
                 event_type: ev.event_type.clone(),
                 company: ev.company.clone(),
                 language: ev.language.clone(),

@@ -59,14 +59,7 @@ pub fn http_client(http: reqwest::Client) -> SharedHttpClient {
 /// # Errors
 /// The TLS configuration can't be built.
 pub fn default_client(timeout: Duration) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(crate::delivery::guard::tls_config()?)
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(timeout.min(Duration::from_secs(3)))
-        .read_timeout(timeout)
-        .build()
-        .map_err(|e| format!("HTTP client for AWS: {e}"))
+    crate::net::client(crate::net::Peer::Aws, timeout)
 }
 
 #[derive(Debug)]

@@ -13,7 +13,7 @@
 //! - [`domain`]: validated values (invitee email, display name, redirect URL, invitation).
 //! - [`graph`]: app-only tokens, invitations, the existing-user query, group membership, with
 //!   classified errors.
-//! - [`lifecycle`]: existing-user policy, sponsors, groups.
+//! - [`policy`]: the invitation policy: existing users, sponsors, groups.
 //! - [`delivery`]: channels (SES email, Slack, Teams, signed webhook, Microsoft's own email),
 //!   templates, routes, previews and the outbound URL guard.
 //! - [`store`]: idempotency records (DynamoDB, or memory), so retries neither invite nor notify twice.
@@ -34,7 +34,8 @@ pub mod domain;
 pub mod expr;
 pub mod graph;
 pub mod inbound;
-pub mod lifecycle;
+pub mod net;
+pub mod policy;
 pub mod problem;
 pub mod queue;
 pub mod resilience;

@@ -101,6 +101,15 @@ impl ProblemKind {
     }
 }
 
+/// What becomes of a queued event that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Return it to the queue: a later attempt can succeed.
+    Retry,
+    /// Park it on the dead-letter queue with its reason.
+    Park,
+}
+
 /// Prefix of every problem `type` URI.
 pub const TYPE_PREFIX: &str = "urn:invite-relay:problem:";
 
@@ -139,6 +148,21 @@ impl Problem {
     pub fn retryable(mut self, retryable: bool) -> Self {
         self.retryable = retryable;
         self
+    }
+
+    /// Tells the sender when to try again (`Retry-After`, seconds).
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// What a queue consumer does with the event: retry it later, or park it for good.
+    pub fn disposition(&self) -> Disposition {
+        if self.retryable {
+            Disposition::Retry
+        } else {
+            Disposition::Park
+        }
     }
 
     /// `type slug: detail`, for a dead-letter reason (never personal data).

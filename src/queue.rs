@@ -13,7 +13,10 @@ pub struct QueuedEvent {
     /// Message format version.
     pub v: u8,
     pub source: String,
-    pub delivery_id: Option<String>,
+    /// The sender's id for this delivery (replay detection); named `deliveryId` on the wire,
+    /// as messages already queued carry it.
+    #[serde(rename = "deliveryId")]
+    pub sender_id: Option<String>,
     pub event: CrmEvent,
 }
 

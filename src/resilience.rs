@@ -40,6 +40,12 @@ impl Deadline {
         self.0.saturating_duration_since(Instant::now())
     }
 
+    /// Whether a call that may take up to `call` still fits: a call the deadline could cut off
+    /// might land without the caller knowing, so it is not started.
+    pub fn has_room_for(&self, call: Duration) -> bool {
+        self.remaining() >= call
+    }
+
     /// Runs `fut` until the deadline; `on_timeout` when it passes first.
     pub async fn bound<T, E>(
         &self,

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::App;
-use crate::problem::Problem;
+use crate::app::FollowUpAction;
+use crate::problem::{Disposition, Problem};
 use crate::resilience::Deadline;
 
 /// An SQS event source batch (`Records` from `aws:sqs`).
@@ -95,11 +96,14 @@ pub async fn handle_sqs(app: &App, batch: SqsEvent, deadline: Deadline) -> Batch
             .as_deref()
             .and_then(|c| c.parse().ok())
             .unwrap_or(1);
-        match app.process_queued(&record.body, deadline).await {
+        match app.on_queued(&record.body, deadline).await {
             Ok(outcome) => {
-                tracing::info!(message_id = %record.message_id, status = %outcome.to_json()["status"], "message processed");
+                tracing::info!(message_id = %record.message_id, status = outcome.status(), "message processed");
             }
-            Err(problem) if problem.retryable && receives < app.config().max_receives => {
+            Err(problem)
+                if problem.disposition() == Disposition::Retry
+                    && receives < app.config().processing.max_receives =>
+            {
                 tracing::warn!(message_id = %record.message_id, problem = problem.kind.slug(), receives, "message returned to the queue");
                 failures.push(BatchItemFailure {
                     item_identifier: record.message_id,
@@ -138,14 +142,17 @@ async fn park(app: &App, body: &str, problem: &Problem) -> bool {
 /// EventBridge.
 async fn follow_up(app: &App, deadline: Deadline) -> Result<Value, WorkerError> {
     let items = app
-        .follow_up(app.config().follow_up_after_days, true, deadline)
+        .follow_up(app.config().follow_up.after_days, true, deadline)
         .await
         .map_err(|p| WorkerError(p.reason()))?;
-    let mut counts = std::collections::BTreeMap::<&str, u64>::new();
+    let mut counts = std::collections::BTreeMap::<String, u64>::new();
     for i in &items {
-        *counts.entry(i.action).or_default() += 1;
+        let action = serde_json::to_value(i.action).map_err(|e| WorkerError(e.to_string()))?;
+        *counts
+            .entry(action.as_str().unwrap_or_default().to_owned())
+            .or_default() += 1;
     }
-    if counts.contains_key("failed") {
+    if items.iter().any(|i| i.action == FollowUpAction::Failed) {
         tracing::error!(
             alarm = "follow_up_failed",
             ?counts,
@@ -162,9 +169,11 @@ async fn handle_eventbridge(
     event: &Value,
     deadline: Deadline,
 ) -> Result<Value, WorkerError> {
-    match app.process_eventbridge(event, deadline).await {
+    match app.on_eventbridge(event, deadline).await {
         Ok(outcome) => Ok(outcome.to_json()),
-        Err(problem) if problem.retryable => Err(WorkerError(problem.reason())),
+        Err(problem) if problem.disposition() == Disposition::Retry => {
+            Err(WorkerError(problem.reason()))
+        }
         Err(problem) => {
             let body = event.to_string();
             let event_id = event.get("id").and_then(Value::as_str).unwrap_or("unknown");

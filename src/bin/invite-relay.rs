@@ -18,8 +18,10 @@
 
 use std::process::ExitCode;
 
+use invite_relay::config::env::Env;
 use invite_relay::config::load_relay;
-use invite_relay::delivery::preview::render_all;
+use invite_relay::delivery::preview::{Sample, render_all};
+use invite_relay::domain::{DisplayName, InviteeEmail};
 
 const USAGE: &str = "usage:\n  invite-relay render --event FILE [--config FILE] [--source NAME] [--out DIR]\n  invite-relay pending [--days N] [--resend] [--show-emails]";
 
@@ -66,13 +68,8 @@ fn run(args: Vec<String>) -> Result<(), String> {
     let config = opts
         .get("config")
         .cloned()
-        .or_else(|| std::env::var("RELAY_CONFIG").ok());
-    let tenant_domains: Vec<String> = std::env::var("TENANT_VERIFIED_DOMAINS")
-        .unwrap_or_default()
-        .split(',')
-        .map(|d| d.trim().to_owned())
-        .filter(|d| !d.is_empty())
-        .collect();
+        .or_else(|| Env(|k: &str| std::env::var(k).ok()).relay_config());
+    let tenant_domains = Env(|k: &str| std::env::var(k).ok()).tenant_domains();
     let invite_relay::config::Relay {
         sources, delivery, ..
     } = load_relay(config.as_deref(), &tenant_domains).map_err(|e| e.to_string())?;
@@ -82,7 +79,19 @@ fn run(args: Vec<String>) -> Result<(), String> {
         .ok_or_else(|| format!("no source named {source_name:?} is enabled"))?;
     let raw = std::fs::read(event_file).map_err(|e| format!("{event_file}: {e}"))?;
     let body = lambda_body(&raw).unwrap_or(raw);
-    let files = render_all(&delivery, source, &body)?;
+    let event = source.first_invitation(&body)?;
+    let email = InviteeEmail::parse(&event.email).map_err(|e| e.to_string())?;
+    let display_name = event.display_name.as_deref().and_then(DisplayName::parse);
+    let files = render_all(
+        &delivery,
+        Sample {
+            source: &source.name,
+            event_id: &event.event_id,
+            email: &email,
+            display_name: display_name.as_ref(),
+            details: event.details().map_err(str::to_owned)?,
+        },
+    )?;
     match opts.get("out") {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| format!("{dir}: {e}"))?;
@@ -123,12 +132,12 @@ async fn pending(args: &[String]) -> Result<(), String> {
     let app = invite_relay::App::from_env(invite_relay::config::Role::Webhook)
         .await
         .map_err(|e| e.to_string())?;
-    if app.config().idempotency_table.is_none() {
+    if app.config().store.table.is_none() {
         return Err(
             "IDEMPOTENCY_TABLE is required: follow-ups find each guest's channels there".into(),
         );
     }
-    let days = days.unwrap_or(app.config().follow_up_after_days);
+    let days = days.unwrap_or(app.config().follow_up.after_days);
     let deadline = invite_relay::resilience::Deadline::after(std::time::Duration::from_secs(900));
     let items = app
         .follow_up(days, resend, deadline)

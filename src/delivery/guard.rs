@@ -4,7 +4,6 @@
 //! DNS returns at connect time, so a name that later resolves inward (DNS rebinding) is refused.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
@@ -122,82 +121,6 @@ impl Resolve for PublicOnlyResolver {
     }
 }
 
-/// The TLS configuration of every HTTP client of the function, the AWS SDK's included (see
-/// [`crate::aws`]): rustls with aws-lc, trusting the Mozilla root program's certificates
-/// compiled into the binary (`webpki-roots`) plus the certificates of the PEM file named by
-/// `EXTRA_CA_CERTS` (or, without it, by `SSL_CERT_FILE`). Built once per process and shared; no
-/// certificate directory is scanned at start-up (measured in `BENCHMARKS.md`).
-///
-/// # Errors
-/// The named file can't be read or holds no usable certificate.
-pub fn tls_config() -> Result<rustls::ClientConfig, String> {
-    static TLS: std::sync::OnceLock<Result<rustls::ClientConfig, String>> =
-        std::sync::OnceLock::new();
-    TLS.get_or_init(|| {
-        let extra = extra_ca_file(|k| std::env::var_os(k));
-        build_tls_config(
-            extra
-                .as_ref()
-                .map(|(setting, path)| (*setting, path.as_path())),
-        )
-    })
-    .clone()
-}
-
-/// Names a PEM file of certificate authorities to trust besides the compiled-in roots (a
-/// private CA, or a TLS-inspecting egress proxy's).
-pub const EXTRA_CA_CERTS: &str = "EXTRA_CA_CERTS";
-/// The conventional variable for the same, honoured when `EXTRA_CA_CERTS` is not set, so
-/// environments that already point it at their authorities keep working.
-pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
-
-/// The setting that names extra authorities, and its file; empty values count as unset.
-fn extra_ca_file(
-    get: impl Fn(&str) -> Option<std::ffi::OsString>,
-) -> Option<(&'static str, std::path::PathBuf)> {
-    [EXTRA_CA_CERTS, SSL_CERT_FILE]
-        .into_iter()
-        .find_map(|k| get(k).filter(|v| !v.is_empty()).map(|v| (k, v.into())))
-}
-
-/// [`tls_config`] with the extra certificate authorities of `extra` (a PEM file, reported as
-/// `EXTRA_CA_CERTS`), built anew.
-///
-/// # Errors
-/// `extra` can't be read or holds no usable certificate.
-pub fn tls_config_with(extra: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
-    build_tls_config(extra.map(|p| (EXTRA_CA_CERTS, p)))
-}
-
-fn build_tls_config(
-    extra: Option<(&str, &std::path::Path)>,
-) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    if let Some((setting, path)) = extra {
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("{setting}: can't read certificates: {e}"))?;
-        if certs.is_empty() {
-            return Err(format!("{setting}: the file holds no certificate"));
-        }
-        for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|e| format!("{setting}: unusable certificate: {e}"))?;
-        }
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS configuration: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
-}
-
 /// Whether a failed request was stopped by [`PublicOnlyResolver`].
 pub fn refused_by_guard(e: &reqwest::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
@@ -210,64 +133,9 @@ pub fn refused_by_guard(e: &reqwest::Error) -> bool {
     false
 }
 
-/// Builds the HTTP client used for deliveries: no redirects, no proxy from the environment (a
-/// proxy would resolve the target itself, past the resolver's check), a timeout on every call,
-/// and the public-only resolver unless private networks are explicitly allowed.
-pub fn delivery_http_client(
-    timeout: std::time::Duration,
-    allow_private: bool,
-    tls: rustls::ClientConfig,
-) -> reqwest::Client {
-    let builder = reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout)
-        .connect_timeout(timeout.min(std::time::Duration::from_secs(3)))
-        .user_agent(concat!("invite-relay/", env!("CARGO_PKG_VERSION")));
-    let builder = if allow_private {
-        builder
-    } else {
-        builder.dns_resolver(Arc::new(PublicOnlyResolver))
-    };
-    builder
-        .build()
-        .expect("static client configuration is valid")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn extra_authorities_come_from_extra_ca_certs_then_ssl_cert_file() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| std::ffi::OsString::from(v))
-            }
-        };
-        assert_eq!(extra_ca_file(env(&[])), None);
-        assert_eq!(
-            extra_ca_file(env(&[("SSL_CERT_FILE", "/etc/ssl/corp.pem")])),
-            Some(("SSL_CERT_FILE", "/etc/ssl/corp.pem".into()))
-        );
-        assert_eq!(
-            extra_ca_file(env(&[
-                ("SSL_CERT_FILE", "/etc/ssl/corp.pem"),
-                ("EXTRA_CA_CERTS", "/opt/ca.pem")
-            ])),
-            Some(("EXTRA_CA_CERTS", "/opt/ca.pem".into()))
-        );
-        // Empty values count as unset, like every other setting.
-        assert_eq!(
-            extra_ca_file(env(&[("EXTRA_CA_CERTS", ""), ("SSL_CERT_FILE", "/x.pem")])),
-            Some(("SSL_CERT_FILE", "/x.pem".into()))
-        );
-        assert_eq!(extra_ca_file(env(&[("EXTRA_CA_CERTS", "")])), None);
-    }
 
     #[test]
     fn refuses_inward_and_plain_targets() {

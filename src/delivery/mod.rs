@@ -21,7 +21,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::domain::{DisplayName, Invitation, InviteeEmail};
+use crate::domain::{DisplayName, EventDetails, Invitation, InviteeEmail};
 use crate::secrets::SecretValues;
 pub use routing::{Route, RouteSpec, Routes};
 pub use templates::{Brand, Templates};
@@ -499,78 +499,13 @@ impl Channel {
     }
 }
 
-/// Event details that messages and routes use beyond the invitee's address and name.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct Extras {
-    pub event_type: Option<String>,
-    pub company: Option<String>,
-    pub language: Option<String>,
-    /// Checked: a valid address (CC permission is per channel).
-    pub owner_email: Option<String>,
-    /// Checked: an object id (a GUID).
-    #[serde(default)]
-    pub owner_id: Option<String>,
-    pub fields: BTreeMap<String, String>,
-}
-
-impl Extras {
-    /// The event's details, cleaned: the company as a display name, the language as a tag,
-    /// the owner as a valid address.
-    ///
-    /// # Errors
-    /// When the owner's address or id is not valid.
-    pub fn from_event(event: &crate::inbound::CrmEvent) -> Result<Self, &'static str> {
-        Ok(Self {
-            event_type: event.event_type.clone(),
-            company: event
-                .company
-                .as_deref()
-                .and_then(DisplayName::parse)
-                .map(|c| c.as_str().to_owned()),
-            language: event
-                .language
-                .as_deref()
-                .map(str::trim)
-                .filter(|l| {
-                    !l.is_empty()
-                        && l.len() <= 35
-                        && l.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                })
-                .map(str::to_owned),
-            owner_email: event
-                .owner_email
-                .as_deref()
-                .map(|raw| {
-                    InviteeEmail::parse(raw)
-                        .map(|e| e.as_str().to_owned())
-                        .map_err(|_| "the owner email is not a valid address")
-                })
-                .transpose()?,
-            owner_id: event
-                .owner_id
-                .as_deref()
-                .map(|id| {
-                    let id = id.trim().to_ascii_lowercase();
-                    if crate::lifecycle::is_object_id(&id) {
-                        Ok(id)
-                    } else {
-                        Err("the owner id is not an object id (a GUID)")
-                    }
-                })
-                .transpose()?,
-            fields: event.fields.clone(),
-        })
-    }
-}
-
 /// What a channel delivers: the invitee and the created invitation.
 pub struct Message<'a> {
     pub source: &'a str,
     pub event_id: &'a str,
     pub email: &'a InviteeEmail,
     pub display_name: Option<&'a DisplayName>,
-    pub extras: &'a Extras,
+    pub details: &'a EventDetails,
     pub invitation: &'a Invitation,
 }
 
@@ -583,7 +518,7 @@ impl Message<'_> {
             self.event_id,
             self.email.as_str(),
             display_name,
-            self.extras,
+            self.details,
             with_link.then(|| self.invitation.redeem_url.expose_secret()),
             Some(self.invitation.id.as_str()),
         )
@@ -596,26 +531,26 @@ pub fn context(
     event_id: &str,
     email: &str,
     display_name: Option<&str>,
-    extras: &Extras,
+    details: &EventDetails,
     redeem_url: Option<&str>,
     invitation_id: Option<&str>,
 ) -> minijinja::Value {
     templates::Context {
         source,
         event_id,
-        event_type: extras.event_type.as_deref(),
+        event_type: details.event_type.as_deref(),
         invitee: templates::Invitee {
             email,
             name: display_name,
-            company: extras.company.as_deref(),
-            language: extras.language.as_deref(),
+            company: details.company.as_deref(),
+            language: details.language.as_deref(),
         },
-        owner: extras
+        owner: details
             .owner_email
             .as_deref()
             .map(|email| templates::Owner { email }),
-        fields: &extras.fields,
-        language: extras.language.as_deref(),
+        fields: &details.fields,
+        language: details.language.as_deref(),
         redeem_url,
         invitation_id,
     }
@@ -663,14 +598,14 @@ pub enum Rendered {
 
 impl Deliverer {
     pub fn new(
-        timeout: Duration,
+        http: reqwest::Client,
         allow_private: bool,
         sdk: &aws_config::SdkConfig,
+        timeout: Duration,
         config: &DeliveryConfig,
-        tls: rustls::ClientConfig,
     ) -> Self {
         Self {
-            http: guard::delivery_http_client(timeout, allow_private, tls),
+            http,
             allow_private,
             ses: email::SesClients::new(sdk, timeout, config.email_regions()),
         }
@@ -701,7 +636,7 @@ impl Deliverer {
                     .ses
                     .send(
                         settings,
-                        channel.cc_for(msg.extras),
+                        channel.cc_for(msg.details),
                         msg,
                         &subject,
                         &html,
@@ -775,7 +710,7 @@ pub fn render(
     msg: &Message<'_>,
 ) -> Result<Rendered, DeliveryError> {
     let ctx = msg.context(true);
-    let lang = templates.language_for(channel, kind, msg.extras.language.as_deref());
+    let lang = templates.language_for(channel, kind, msg.details.language.as_deref());
     let part = |p: &str| {
         let text = templates
             .render(channel, kind, &lang, p, &ctx)
@@ -818,7 +753,7 @@ pub fn render(
         )),
         ChannelKind::Webhook => Rendered::Json(webhook::payload(channel, msg)),
         ChannelKind::Microsoft => {
-            let message = microsoft_message(channel, templates, msg.extras, &ctx, &[])?;
+            let message = microsoft_message(channel, templates, msg.details, &ctx, &[])?;
             Rendered::Json(serde_json::json!({
                 "sendInvitationMessage": true,
                 "invitedUserMessageInfo": message,
@@ -835,7 +770,7 @@ pub fn render(
 pub fn microsoft_message(
     channel: &str,
     templates: &Templates,
-    extras: &Extras,
+    details: &EventDetails,
     ctx: &minijinja::Value,
     cc: &[String],
 ) -> Result<crate::domain::MessageInfo, DeliveryError> {
@@ -844,7 +779,7 @@ pub fn microsoft_message(
         None
     } else {
         let lang =
-            templates.language_for(channel, ChannelKind::Microsoft, extras.language.as_deref());
+            templates.language_for(channel, ChannelKind::Microsoft, details.language.as_deref());
         Some(
             templates
                 .render(channel, ChannelKind::Microsoft, &lang, "message", ctx)
@@ -852,7 +787,7 @@ pub fn microsoft_message(
         )
     };
     Ok(crate::domain::MessageInfo {
-        message_language: extras.language.clone(),
+        message_language: details.language.clone(),
         customized_message_body: body,
         cc_recipients: cc.to_vec(),
     })
@@ -861,13 +796,13 @@ pub fn microsoft_message(
 impl Channel {
     /// The CC list of an email or Microsoft channel for this event: the fixed CCs and, with
     /// `cc_owner`, the owner when inside the allowed domains.
-    pub fn cc_for(&self, extras: &Extras) -> Vec<String> {
+    pub fn cc_for(&self, details: &EventDetails) -> Vec<String> {
         let Some(settings) = self.email() else {
             return Vec::new();
         };
         let mut cc = settings.cc.clone();
         if settings.cc_owner
-            && let Some(owner) = &extras.owner_email
+            && let Some(owner) = &details.owner_email
             && settings.cc_allowed(owner)
             && !cc.iter().any(|c| c.eq_ignore_ascii_case(owner))
         {

@@ -2,9 +2,8 @@
 //! rendered exactly as it is sent (with a sample invitation). `invite-relay render` writes them
 //! out so template authors see the result before deploying.
 
-use super::{ChannelKind, DeliveryConfig, Extras, Message, Rendered, render};
-use crate::domain::{DisplayName, InviteeEmail};
-use crate::inbound::{BodyFormat, Interpretation, Source};
+use super::{ChannelKind, DeliveryConfig, Message, Rendered, render};
+use crate::domain::{DisplayName, EventDetails, InviteeEmail};
 
 /// One preview file: a name such as `email.de.html` and its content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,31 +12,30 @@ pub struct PreviewFile {
     pub content: String,
 }
 
-/// Parses `body` as `source` would, and renders every channel's message for it.
+/// The event a preview is written for, as the source interpreted it.
+pub struct Sample<'a> {
+    pub source: &'a str,
+    pub event_id: &'a str,
+    pub email: &'a InviteeEmail,
+    pub display_name: Option<&'a DisplayName>,
+    pub details: EventDetails,
+}
+
+/// Renders every channel's message for `sample`, in every language the channel speaks.
 ///
 /// # Errors
-/// What stops the event (the filter, a missing field, an invalid address) or a template.
+/// A template that fails on this event.
 pub fn render_all(
     delivery: &DeliveryConfig,
-    source: &Source,
-    body: &[u8],
+    sample: Sample<'_>,
 ) -> Result<Vec<PreviewFile>, String> {
-    let parsed = match source.format {
-        BodyFormat::Json => crate::inbound::json::parse(body)?,
-        BodyFormat::Xml => crate::inbound::xml::to_json(body)?,
-    };
-    let event = source
-        .interpret_all(&parsed)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .find_map(|i| match i {
-            Ok(Interpretation::Invite(e)) => Some(e),
-            _ => None,
-        })
-        .ok_or("the source's filter ignores this event, or it can't be interpreted")?;
-    let email = InviteeEmail::parse(&event.email).map_err(|e| e.to_string())?;
-    let display_name = event.display_name.as_deref().and_then(DisplayName::parse);
-    let mut extras = Extras::from_event(&event).map_err(str::to_owned)?;
+    let Sample {
+        source,
+        event_id,
+        email,
+        display_name,
+        mut details,
+    } = sample;
     let invitation = super::sample_invitation();
     let mut out = Vec::new();
     for channel in &delivery.channels {
@@ -51,13 +49,13 @@ pub fn render_all(
             languages
         };
         for lang in languages {
-            extras.language = (!lang.is_empty()).then(|| lang.clone());
+            details.language = (!lang.is_empty()).then(|| lang.clone());
             let msg = Message {
-                source: &source.name,
-                event_id: &event.event_id,
-                email: &email,
-                display_name: display_name.as_ref(),
-                extras: &extras,
+                source,
+                event_id,
+                email,
+                display_name,
+                details: &details,
                 invitation: &invitation,
             };
             let rendered = render(&channel.name, channel.kind, &delivery.templates, &msg)

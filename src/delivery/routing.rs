@@ -60,7 +60,7 @@ impl Routes {
                     })
                 })
                 .transpose()?;
-            crate::lifecycle::check_ids(&format!("{at}.groups"), &spec.groups)?;
+            crate::domain::object_id::check_ids(&format!("{at}.groups"), &spec.groups)?;
             let route = Route {
                 name: spec.name.unwrap_or_else(|| format!("route-{}", i + 1)),
                 when,

@@ -22,7 +22,7 @@ pub fn message_id(source: &str, event_id: &str, channel: &str) -> String {
 
 /// The event as the receiving system gets it: structured data, no presentation.
 pub fn payload(channel: &str, msg: &Message<'_>) -> Value {
-    let e = msg.extras;
+    let e = msg.details;
     json!({
         "type": "invitation.created",
         "channel": channel,

@@ -4,9 +4,9 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use super::GraphSettings;
 use super::error::{classify, transport};
 use super::{ClientCredential, GraphError, TokenProvider};
-use crate::config::GraphConfig;
 use crate::domain::{Invitation, InvitationRequest};
 
 /// Graph API client. Base URLs come from configuration, so national clouds and local
@@ -85,7 +85,7 @@ const USER_SELECT: &str =
     "id,userType,externalUserState,externalUserStateChangeDateTime,mail,displayName";
 
 impl GraphClient {
-    pub fn new(http: reqwest::Client, cfg: &GraphConfig) -> Self {
+    pub fn new(http: reqwest::Client, cfg: &GraphSettings) -> Self {
         Self {
             tokens: TokenProvider::new(http.clone(), cfg),
             invitations: cfg.invitations_endpoint(),

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use super::GraphError;
-use crate::config::GraphConfig;
+use super::GraphSettings;
 
 /// Refresh this long before `expires_in` runs out.
 const EARLY_REFRESH: Duration = Duration::from_secs(300);
@@ -126,7 +126,7 @@ struct TokenError {
 }
 
 impl TokenProvider {
-    pub fn new(http: reqwest::Client, cfg: &GraphConfig) -> Self {
+    pub fn new(http: reqwest::Client, cfg: &GraphSettings) -> Self {
         Self {
             http,
             endpoint: cfg.token_endpoint(),

@@ -1,5 +1,6 @@
 //! From a Lambda HTTP request to a [`CrmEvent`]: routing, limits, signatures, mapping.
 
+pub mod body;
 pub mod http;
 pub mod json;
 pub mod lambda;

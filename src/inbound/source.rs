@@ -9,6 +9,8 @@ use minijinja::Value;
 use serde::Deserialize;
 
 use super::signature::Scheme;
+use crate::domain::object_id::is_object_id;
+use crate::domain::{DisplayName, EventDetails, InviteeEmail};
 use crate::expr::{EvalError, Expr};
 
 /// A source as written in TOML. Every field may be omitted when the source inherits a preset
@@ -267,6 +269,57 @@ pub struct CrmEvent {
     pub fields: BTreeMap<String, String>,
 }
 
+impl CrmEvent {
+    /// The event's details, checked: the company cleaned as a display name, the language a
+    /// tag, the owner a valid address and a GUID.
+    ///
+    /// # Errors
+    /// When the owner's address or id is not valid (the message names which).
+    pub fn details(&self) -> Result<EventDetails, &'static str> {
+        Ok(EventDetails {
+            event_type: self.event_type.clone(),
+            company: self
+                .company
+                .as_deref()
+                .and_then(DisplayName::parse)
+                .map(|c| c.as_str().to_owned()),
+            language: self
+                .language
+                .as_deref()
+                .map(str::trim)
+                .filter(|l| {
+                    !l.is_empty()
+                        && l.len() <= 35
+                        && l.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                })
+                .map(str::to_owned),
+            owner_email: self
+                .owner_email
+                .as_deref()
+                .map(|raw| {
+                    InviteeEmail::parse(raw)
+                        .map(|e| e.as_str().to_owned())
+                        .map_err(|_| "the owner email is not a valid address")
+                })
+                .transpose()?,
+            owner_id: self
+                .owner_id
+                .as_deref()
+                .map(|id| {
+                    let id = id.trim().to_ascii_lowercase();
+                    if is_object_id(&id) {
+                        Ok(id)
+                    } else {
+                        Err("the owner id is not an object id (a GUID)")
+                    }
+                })
+                .transpose()?,
+            fields: self.fields.clone(),
+        })
+    }
+}
+
 /// Why a body could not be interpreted. Messages name fields, never values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MapError {
@@ -464,6 +517,24 @@ impl Source {
     pub fn interpret(&self, body: &serde_json::Value) -> Result<Interpretation, MapError> {
         let whole = Value::from(minijinja::value::Serde(body));
         self.interpret_item(whole.clone(), whole)
+    }
+
+    /// The first event of `body` that invites (what a preview is written for).
+    ///
+    /// # Errors
+    /// A message when the body can't be parsed, or nothing in it invites.
+    pub fn first_invitation(&self, body: &[u8]) -> Result<CrmEvent, String> {
+        let parsed = super::body::parse(self.format, body)?;
+        self.interpret_all(&parsed)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find_map(|i| match i {
+                Ok(Interpretation::Invite(e)) => Some(*e),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                "the source's filter ignores this event, or it can't be interpreted".into()
+            })
     }
 
     /// Whether one body may carry several events (`each` is configured).

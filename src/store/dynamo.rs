@@ -232,17 +232,18 @@ impl DynamoStore {
             })
     }
 
-    pub async fn remember_delivery(
+    pub async fn remember_sender_id(
         &self,
         source: &str,
-        delivery_id: &str,
+        sender_id: &str,
         key: &EventKey,
     ) -> Result<(), StoreError> {
         let expiration = (now() + self.retention).as_secs();
         self.client
             .put_item()
             .table_name(&self.table)
-            .item("id", s(format!("delivery#{source}#{delivery_id}")))
+            // The item key keeps its original prefix, so records written before stay valid.
+            .item("id", s(format!("delivery#{source}#{sender_id}")))
             .item("event", s(item_id(key)))
             .item("event_id", s(&key.event_id))
             .item("expiration", n(expiration))
@@ -293,15 +294,12 @@ impl DynamoStore {
         }))
     }
 
-    pub async fn completed_delivery(
+    pub async fn completed_sender_id(
         &self,
         source: &str,
-        delivery_id: &str,
+        sender_id: &str,
     ) -> Result<Option<(EventKey, Progress)>, StoreError> {
-        let Some(pointer) = self
-            .get(&format!("delivery#{source}#{delivery_id}"))
-            .await?
-        else {
+        let Some(pointer) = self.get(&format!("delivery#{source}#{sender_id}")).await? else {
             return Ok(None);
         };
         let event_id = pointer

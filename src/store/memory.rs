@@ -107,8 +107,8 @@ impl MemoryStore {
         });
     }
 
-    /// Remembers that the sender's delivery `delivery_id` carried the event `key`.
-    pub fn remember_delivery(&self, source: &str, delivery_id: &str, key: &EventKey) {
+    /// Remembers that the sender's delivery id `sender_id` carried the event `key`.
+    pub fn remember_sender_id(&self, source: &str, sender_id: &str, key: &EventKey) {
         let now = Instant::now();
         let mut d = self
             .deliveries
@@ -121,26 +121,24 @@ impl MemoryStore {
             }
         }
         d.insert(
-            (source.to_owned(), delivery_id.to_owned()),
+            (source.to_owned(), sender_id.to_owned()),
             (key.clone(), now),
         );
     }
 
     /// The completed event a delivery id carried, if that delivery was seen and its event
     /// completed within the retention window.
-    pub fn completed_delivery(
+    pub fn completed_sender_id(
         &self,
         source: &str,
-        delivery_id: &str,
+        sender_id: &str,
     ) -> Option<(EventKey, Progress)> {
         let key = {
             let d = self
                 .deliveries
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            d.get(&(source.to_owned(), delivery_id.to_owned()))?
-                .0
-                .clone()
+            d.get(&(source.to_owned(), sender_id.to_owned()))?.0.clone()
         };
         let retention = self.retention;
         self.with(|records| {
@@ -239,20 +237,20 @@ mod tests {
         let s = MemoryStore::new(Duration::from_secs(3600));
         let k = key("e1");
         s.claim(&k, Duration::from_secs(30));
-        s.remember_delivery("generic", "msg_1", &k);
+        s.remember_sender_id("generic", "msg_1", &k);
         assert_eq!(
-            s.completed_delivery("generic", "msg_1"),
+            s.completed_sender_id("generic", "msg_1"),
             None,
             "not completed yet"
         );
         s.complete(&k);
         assert_eq!(
-            s.completed_delivery("generic", "msg_1")
+            s.completed_sender_id("generic", "msg_1")
                 .map(|(k, _)| k.event_id),
             Some("e1".to_owned())
         );
-        assert_eq!(s.completed_delivery("other", "msg_1"), None);
-        assert_eq!(s.completed_delivery("generic", "msg_2"), None);
+        assert_eq!(s.completed_sender_id("other", "msg_1"), None);
+        assert_eq!(s.completed_sender_id("generic", "msg_2"), None);
     }
 
     #[test]

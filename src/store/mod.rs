@@ -95,30 +95,30 @@ impl Store {
     }
 
     /// Remembers which event a sender's delivery id carried (replay detection).
-    pub async fn remember_delivery(
+    pub async fn remember_sender_id(
         &self,
         source: &str,
-        delivery_id: &str,
+        sender_id: &str,
         key: &EventKey,
     ) -> Result<(), StoreError> {
         match self {
             Store::Memory(m) => {
-                m.remember_delivery(source, delivery_id, key);
+                m.remember_sender_id(source, sender_id, key);
                 Ok(())
             }
-            Store::Dynamo(d) => d.remember_delivery(source, delivery_id, key).await,
+            Store::Dynamo(d) => d.remember_sender_id(source, sender_id, key).await,
         }
     }
 
     /// The completed event behind a delivery id seen before, if any.
-    pub async fn completed_delivery(
+    pub async fn completed_sender_id(
         &self,
         source: &str,
-        delivery_id: &str,
+        sender_id: &str,
     ) -> Result<Option<(EventKey, Progress)>, StoreError> {
         match self {
-            Store::Memory(m) => Ok(m.completed_delivery(source, delivery_id)),
-            Store::Dynamo(d) => d.completed_delivery(source, delivery_id).await,
+            Store::Memory(m) => Ok(m.completed_sender_id(source, sender_id)),
+            Store::Dynamo(d) => d.completed_sender_id(source, sender_id).await,
         }
     }
 

@@ -181,7 +181,7 @@ async fn graph_429_passes_retry_after_to_the_caller() {
     let req = to_request(&signed_event(&sample_body().to_string()));
     let resp = t
         .app
-        .handle_until(req, Deadline::after(Duration::from_secs(3)))
+        .on_http_until(req, Deadline::after(Duration::from_secs(3)))
         .await;
     assert_eq!(resp.status(), 503);
     assert_eq!(resp.headers()["retry-after"], "7");

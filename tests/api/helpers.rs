@@ -606,7 +606,7 @@ impl TestApp {
     ) -> Answer {
         answer(
             self.app
-                .handle_until(to_request(&signed_event(&body.to_string())), deadline)
+                .on_http_until(to_request(&signed_event(&body.to_string())), deadline)
                 .await,
         )
     }

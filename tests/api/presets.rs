@@ -402,7 +402,7 @@ async fn salesforce_outbound_messages_are_checked_against_the_org_and_acknowledg
     .await;
     let event = load_event("salesforce-outbound-message.json");
 
-    let resp = t.app.handle(to_request(&event)).await;
+    let resp = t.app.on_http(to_request(&event)).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/xml; charset=utf-8");
     let a = answer(resp);
@@ -414,7 +414,7 @@ async fn salesforce_outbound_messages_are_checked_against_the_org_and_acknowledg
 
     // Salesforce retries the same notification: acknowledged, nothing repeated.
     assert!(
-        answer(t.app.handle(to_request(&event)).await)
+        answer(t.app.on_http(to_request(&event)).await)
             .raw
             .contains("<Ack>true</Ack>")
     );
@@ -451,7 +451,7 @@ async fn salesforce_outbound_messages_are_checked_against_the_org_and_acknowledg
     let mut batch = event;
     events::set_event_body(&mut batch, &two);
     assert!(
-        answer(t.app.handle(to_request(&batch)).await)
+        answer(t.app.on_http(to_request(&batch)).await)
             .raw
             .contains("<Ack>true</Ack>")
     );

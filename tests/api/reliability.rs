@@ -27,7 +27,7 @@ async fn a_restarted_function_still_answers_a_repeat_as_a_duplicate() {
     let restarted = build_app(&t.env).await.unwrap();
     let again = answer(
         restarted
-            .handle(to_request(&signed_event(&sample_body().to_string())))
+            .on_http(to_request(&signed_event(&sample_body().to_string())))
             .await,
     );
     assert_eq!(again.status, 200, "{}", again.raw);
@@ -59,7 +59,7 @@ async fn a_retry_on_another_container_resumes_without_notifying_twice() {
     let other = build_app(&t.env).await.unwrap();
     let b = answer(
         other
-            .handle(to_request(&signed_event(&sample_body().to_string())))
+            .on_http(to_request(&signed_event(&sample_body().to_string())))
             .await,
     );
     assert_eq!(b.status, 200, "{}", b.raw);

@@ -71,7 +71,7 @@ async fn a_retry_finishes_an_attempt_that_died_after_its_last_delivery() {
 
     let attempt = t
         .app
-        .handle_until(to_request(&event), Deadline::after(Duration::from_secs(4)));
+        .on_http_until(to_request(&event), Deadline::after(Duration::from_secs(4)));
     let adding = async {
         while t.graph.group_requests() == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -117,7 +117,7 @@ async fn a_retry_finishes_an_attempt_that_died_after_its_last_delivery() {
     assert_eq!(pointer.channels, vec!["slack", "webhook"]);
     assert!(
         store(&table, &sdk)
-            .completed_delivery("generic", &webhook_id)
+            .completed_sender_id("generic", &webhook_id)
             .await
             .unwrap()
             .is_some(),

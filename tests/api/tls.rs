@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use invite_relay::delivery::guard::tls_config_with;
+use invite_relay::net::tls_config_with;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 fn fixture(name: &str) -> PathBuf {

@@ -65,7 +65,7 @@ mod tests {
             Err(SignatureError::MissingHeaders)
         );
         assert_eq!(
-            S.delivery_id(&headers(&[(
+            S.sender_id(&headers(&[(
                 "x-github-delivery",
                 "72d3162e-cc78-11e3-81ab-4c9367dc0958"
             )]))

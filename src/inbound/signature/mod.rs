@@ -163,7 +163,7 @@ impl Scheme {
     }
 
     /// The sender's id for this delivery, when the scheme has one (replay detection).
-    pub fn delivery_id(self, headers: &HeaderMap) -> Option<String> {
+    pub fn sender_id(self, headers: &HeaderMap) -> Option<String> {
         let h = |name: &str| {
             headers
                 .get(name)

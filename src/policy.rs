@@ -1,9 +1,10 @@
-//! The invitation's lifecycle around `POST /invitations`: what happens when the invitee already
-//! exists in the directory, who sponsors the guest, and which groups they join.
+//! The invitation policy (`[invitations]`): what happens when the invitee already exists in the
+//! directory, who sponsors the guest, and which groups they join.
 
 use serde::{Deserialize, Serialize};
 
 use crate::domain::MAX_SPONSORS;
+use crate::domain::object_id::check_ids;
 use crate::graph::DirectoryUser;
 
 /// What to do when the invitee already exists in the directory (found with the existing-user
@@ -42,35 +43,14 @@ pub struct InvitationSpec {
 
 /// `[invitations]`, checked.
 #[derive(Debug, Clone, Default)]
-pub struct Lifecycle {
+pub struct Policy {
     pub existing_users: ExistingUsers,
     pub sponsor_owner: bool,
     pub sponsors: Vec<String>,
     pub groups: Vec<String>,
 }
 
-/// A directory object id: a GUID.
-pub fn is_object_id(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    parts.len() == 5
-        && parts
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
-/// Checks a list of object ids from configuration.
-///
-/// # Errors
-/// Names the setting and the first value that is not a GUID.
-pub fn check_ids(at: &str, ids: &[String]) -> Result<(), String> {
-    match ids.iter().find(|id| !is_object_id(id)) {
-        Some(bad) => Err(format!("{at}: {bad:?} is not an object id (a GUID)")),
-        None => Ok(()),
-    }
-}
-
-impl Lifecycle {
+impl Policy {
     /// # Errors
     /// One line naming the setting at fault.
     pub fn compile(spec: InvitationSpec) -> Result<Self, String> {
@@ -95,16 +75,28 @@ impl Lifecycle {
     }
 }
 
+/// Why an invitee was not invited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExistsBecause {
+    /// A member of the tenant: never invited as a guest.
+    Member,
+    /// A guest, and the policy is `skip`.
+    Guest,
+    /// A guest who already redeemed, and the policy is `reinvite`.
+    Redeemed,
+}
+
 /// What to do for one invitee.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Invite,
     /// Invite with `resetRedemption` for this user id.
     Reset(String),
-    /// Don't invite: the user exists (`why`: `member`, `guest` or `redeemed`).
+    /// Don't invite: the user exists.
     Exists {
         user_id: String,
-        why: &'static str,
+        why: ExistsBecause,
     },
 }
 
@@ -118,25 +110,15 @@ pub fn decide(policy: ExistingUsers, found: Option<&DirectoryUser>) -> Decision 
         why,
     };
     if !user.is_guest() {
-        return exists("member");
+        return exists(ExistsBecause::Member);
     }
     match policy {
         ExistingUsers::Invite => Decision::Invite,
-        ExistingUsers::Skip => exists("guest"),
-        ExistingUsers::Reinvite if user.has_redeemed() => exists("redeemed"),
+        ExistingUsers::Skip => exists(ExistsBecause::Guest),
+        ExistingUsers::Reinvite if user.has_redeemed() => exists(ExistsBecause::Redeemed),
         ExistingUsers::Reinvite => Decision::Invite,
         ExistingUsers::Reset => Decision::Reset(user.id.clone()),
     }
-}
-
-/// One group's outcome, as reported in the answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct GroupOutcome {
-    pub id: String,
-    /// `added`, `already-member` or `failed`.
-    pub status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
 }
 
 #[cfg(test)]
@@ -164,18 +146,24 @@ mod tests {
         for p in [Invite, Skip, Reinvite, Reset] {
             assert!(matches!(
                 decide(p, Some(&member)),
-                Decision::Exists { why: "member", .. }
+                Decision::Exists {
+                    why: ExistsBecause::Member,
+                    ..
+                }
             ));
         }
         assert!(matches!(
             decide(Skip, Some(&pending)),
-            Decision::Exists { why: "guest", .. }
+            Decision::Exists {
+                why: ExistsBecause::Guest,
+                ..
+            }
         ));
         assert_eq!(decide(Reinvite, Some(&pending)), Decision::Invite);
         assert!(matches!(
             decide(Reinvite, Some(&redeemed)),
             Decision::Exists {
-                why: "redeemed",
+                why: ExistsBecause::Redeemed,
                 ..
             }
         ));
@@ -186,12 +174,9 @@ mod tests {
     }
 
     #[test]
-    fn object_ids() {
-        assert!(is_object_id("0b9d2f4e-6a8c-4e1f-9a3b-5c7d9e1f2a4b"));
-        assert!(!is_object_id("0b9d2f4e6a8c4e1f9a3b5c7d9e1f2a4b"));
-        assert!(!is_object_id("ada@contoso.com"));
+    fn group_ids_are_checked() {
         assert!(
-            Lifecycle::compile(InvitationSpec {
+            Policy::compile(InvitationSpec {
                 groups: vec!["sales".into()],
                 ..InvitationSpec::default()
             })

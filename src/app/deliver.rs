@@ -1,0 +1,143 @@
+//! The steps after the invitation: deliver the link to each pending channel, join the groups,
+//! and remember where the link went.
+
+use super::errors::delivery_problem;
+use super::execute::{Run, log_unrecorded};
+use super::invite::Invited;
+use super::plan::Purpose;
+use super::{App, GroupOutcome, GroupStatus};
+use crate::delivery::{DeliveryError, Message};
+use crate::graph::{GraphError, GroupAdd};
+use crate::problem::Problem;
+use crate::resilience::retry;
+use crate::store::Invitee;
+
+impl App {
+    /// Sends the link to each channel not yet delivered, recording each as it succeeds. When
+    /// any fails, the run fails (a retry delivers to the others only).
+    pub(crate) async fn deliver(
+        &self,
+        run: &mut Run<'_>,
+        invited: &Invited,
+    ) -> Result<Vec<String>, Problem> {
+        let pending = run.pending();
+        let Invited::Fresh(invitation) = invited else {
+            // Recorded: nothing is pending.
+            return Ok(run.progress.delivered.clone());
+        };
+        let plan = run.plan;
+        let msg = Message {
+            source: &plan.key.source,
+            event_id: &plan.key.event_id,
+            email: &plan.request.invited_user_email_address,
+            display_name: plan.request.invited_user_display_name.as_ref(),
+            details: &plan.details,
+            invitation,
+        };
+        let mut failed: Vec<(String, DeliveryError)> = Vec::new();
+        for name in pending {
+            match self.deliver_one(run, &name, &msg).await {
+                Ok(()) => {
+                    tracing::info!(channel = %name, "delivered");
+                    log_unrecorded(self.store.record_delivered(&plan.key, &name).await);
+                    run.progress.delivered.push(name);
+                }
+                Err(e) => {
+                    tracing::warn!(channel = %name, error = %e, "delivery failed");
+                    failed.push((name, e));
+                }
+            }
+        }
+        if !failed.is_empty() {
+            tracing::warn!(
+                delivered = run.progress.delivered.len(),
+                failed = failed.len(),
+                "delivery incomplete; a retry re-invites and delivers to the remaining channels"
+            );
+            return Err(delivery_problem(
+                invitation,
+                &run.progress.delivered,
+                &failed,
+            ));
+        }
+        Ok(run.progress.delivered.clone())
+    }
+
+    /// One channel, retried within the deadline.
+    async fn deliver_one(
+        &self,
+        run: &Run<'_>,
+        name: &str,
+        msg: &Message<'_>,
+    ) -> Result<(), DeliveryError> {
+        let Some(channel) = run.keys.channel(name) else {
+            return Err(DeliveryError::Blocked);
+        };
+        let deadline = run.deadline;
+        let attempt = || async {
+            if !deadline.has_room_for(self.config.outbound.timeout) {
+                return Err(DeliveryError::Deferred);
+            }
+            deadline
+                .bound(
+                    self.deliverer
+                        .send(channel, &self.config.delivery.templates, msg),
+                    DeliveryError::Unavailable("deadline reached".into()),
+                )
+                .await
+        };
+        retry(deadline, attempt).await
+    }
+
+    /// Adds the guest to each group, retrying replication delays. Idempotent ("already a
+    /// member" counts as done), so a resumed run simply repeats it. A failure is reported and
+    /// alarmed, and never undoes the delivered invitation.
+    pub(crate) async fn join_groups(&self, run: &Run<'_>, user_id: &str) -> Vec<GroupOutcome> {
+        let mut out = Vec::new();
+        for id in &run.plan.groups {
+            let attempt = || async {
+                if !run.deadline.has_room_for(self.config.outbound.timeout) {
+                    return Err(GraphError::Unavailable {
+                        reason: "not enough time left in this invocation".into(),
+                        retry_after: None,
+                    });
+                }
+                self.with_rotation(&run.keys, |k| async move {
+                    self.graph.add_to_group(&k.graph, id, user_id).await
+                })
+                .await
+            };
+            let (status, reason) = match retry(run.deadline, attempt).await {
+                Ok(GroupAdd::Added) => (GroupStatus::Added, None),
+                Ok(GroupAdd::AlreadyMember) => (GroupStatus::AlreadyMember, None),
+                Err(e) => {
+                    tracing::error!(alarm = "group_add_failed", group = %id, error = %e, "the guest was not added to a group");
+                    (GroupStatus::Failed, Some(e.to_string()))
+                }
+            };
+            out.push(GroupOutcome {
+                id: id.clone(),
+                status,
+                reason,
+            });
+        }
+        out
+    }
+
+    /// Remembers which event invited the guest and where the link went (the follow-up's
+    /// pointer; not for a reminder, whose event is the follow-up itself), and which event the
+    /// sender's delivery id carried (replays). Both are overwrites, safe to repeat.
+    pub(crate) async fn remember(&self, run: &Run<'_>, user_id: &str, delivered: &[String]) {
+        let key = &run.plan.key;
+        if run.plan.purpose == Purpose::Invitation {
+            let invitee = Invitee {
+                event: key.clone(),
+                channels: delivered.to_vec(),
+            };
+            log_unrecorded(self.store.remember_invitee(user_id, invitee).await);
+        }
+        if let Some(id) = run.sender_id {
+            log_unrecorded(self.store.remember_sender_id(&key.source, id, key).await);
+        }
+    }
+}

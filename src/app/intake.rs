@@ -1,0 +1,192 @@
+//! Where an interpreted event enters the pipeline: `accept` (plan it, then execute it now or
+//! enqueue it), and the worker's entries for queued events and EventBridge events.
+
+use std::sync::Arc;
+
+use tracing::Instrument;
+
+use super::errors::{queue_unavailable, secret_unavailable, store_unavailable, unprocessable};
+use super::plan::{Plan, PlanInputs};
+use super::{App, Keyring, Outcome};
+use crate::config::Mode;
+use crate::inbound::{CrmEvent, Interpretation, Source};
+use crate::problem::{Problem, ProblemKind};
+use crate::queue::{QueueError, QueuedEvent};
+use crate::resilience::Deadline;
+
+/// Queue messages' format version.
+const QUEUED_EVENT_VERSION: u8 = 1;
+
+/// The span every event's log lines carry: its source and (loggable) id.
+fn event_span(source: &str, keys: &Keyring, event_id: &str) -> tracing::Span {
+    tracing::info_span!("event", source = %source, event_id = %keys.hasher.loggable(event_id))
+}
+
+impl App {
+    /// Checks every value of `event` against the configuration and the secret's channels.
+    pub(crate) fn plan(
+        &self,
+        source: &Source,
+        event: &CrmEvent,
+        keys: &Keyring,
+    ) -> Result<Plan, Problem> {
+        let inputs = PlanInputs {
+            invitees: &self.config.invitees,
+            delivery: &self.config.delivery,
+            groups: &self.config.policy.groups,
+            channels: &keys.channels,
+        };
+        super::plan::build(&inputs, &source.name, event)
+    }
+
+    /// Takes one verified, interpreted event: plans it, then invites and delivers now (sync
+    /// mode) or enqueues it for the worker (queue mode).
+    pub(crate) async fn accept(
+        &self,
+        source: &Source,
+        event: CrmEvent,
+        keys: &Arc<Keyring>,
+        deadline: Deadline,
+        sender_id: Option<String>,
+    ) -> Result<Outcome, Problem> {
+        let span = event_span(&source.name, keys, &event.event_id);
+        async {
+            let plan = self.plan(source, &event, keys)?;
+            tracing::info!(invitee = %keys.hasher.hash(&plan.request.invited_user_email_address), "event accepted");
+            match self.config.processing.mode {
+                Mode::Sync => {
+                    self.execute(&plan, keys, deadline, sender_id.as_deref())
+                        .await
+                }
+                Mode::Queue => self.enqueue(source, event, &plan, sender_id).await,
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Queue mode: a completed event is answered as a duplicate; anything else goes to the
+    /// worker.
+    async fn enqueue(
+        &self,
+        source: &Source,
+        event: CrmEvent,
+        plan: &Plan,
+        sender_id: Option<String>,
+    ) -> Result<Outcome, Problem> {
+        if let Some(progress) = self
+            .store
+            .completed(&plan.key)
+            .await
+            .map_err(store_unavailable)?
+        {
+            return Ok(Outcome::duplicate(&plan.key, progress));
+        }
+        let queued = QueuedEvent {
+            v: QUEUED_EVENT_VERSION,
+            source: source.name.clone(),
+            sender_id,
+            event,
+        };
+        self.queues.enqueue(&queued).await.map_err(|e| {
+            tracing::error!(error = %e, "enqueue failed");
+            queue_unavailable()
+        })?;
+        tracing::info!("event queued");
+        Ok(Outcome::Queued {
+            event_id: plan.key.event_id.clone(),
+        })
+    }
+
+    /// Processes one event from the queue (the body of an SQS message). Errors say whether a
+    /// later attempt can succeed ([`Problem::disposition`]).
+    ///
+    /// # Errors
+    /// The [`Problem`] that stopped the event.
+    pub async fn on_queued(&self, body: &str, deadline: Deadline) -> Result<Outcome, Problem> {
+        let q: QueuedEvent = serde_json::from_str(body).map_err(|_| {
+            Problem::new(
+                ProblemKind::Malformed,
+                "the queue message is not a queued event",
+            )
+        })?;
+        let source = self.config.sources.get(&q.source).ok_or_else(|| {
+            Problem::new(
+                ProblemKind::NotFound,
+                "the queue message names a source that is not configured",
+            )
+        })?;
+        let keys = self.secrets.get().await.map_err(secret_unavailable)?;
+        async {
+            let plan = self.plan(source, &q.event, &keys)?;
+            self.execute(&plan, &keys, deadline, q.sender_id.as_deref())
+                .await
+        }
+        .instrument(event_span(&source.name, &keys, &q.event.event_id))
+        .await
+    }
+
+    /// Processes one Amazon EventBridge event (e.g. a Salesforce Platform Event relayed by Event
+    /// Relay) through the source whose `eventbridge_source` matches the event's `source`.
+    ///
+    /// # Errors
+    /// The [`Problem`] that stopped the event.
+    pub async fn on_eventbridge(
+        &self,
+        envelope: &serde_json::Value,
+        deadline: Deadline,
+    ) -> Result<Outcome, Problem> {
+        let origin = envelope
+            .get("source")
+            .and_then(|s| s.as_str())
+            .unwrap_or("");
+        let source = self
+            .config
+            .sources
+            .values()
+            .find(|s| {
+                s.eventbridge_source
+                    .as_deref()
+                    .is_some_and(|p| origin.starts_with(p))
+            })
+            .ok_or_else(|| {
+                Problem::new(
+                    ProblemKind::NotFound,
+                    "no source is configured for this EventBridge source",
+                )
+            })?;
+        let keys = self.secrets.get().await.map_err(secret_unavailable)?;
+        let event = match source.interpret(envelope).map_err(unprocessable)? {
+            Interpretation::Ignored { event_id, .. } => return Ok(Outcome::Ignored { event_id }),
+            Interpretation::Invite(event) => event,
+        };
+        async {
+            let plan = self.plan(source, &event, &keys)?;
+            self.execute(&plan, &keys, deadline, None).await
+        }
+        .instrument(event_span(&source.name, &keys, &event.event_id))
+        .await
+    }
+
+    /// Parks an event that can't succeed on the dead-letter queue with its reason.
+    ///
+    /// # Errors
+    /// The queue error, when even parking failed (the caller then lets the message return).
+    pub async fn park(
+        &self,
+        body: &str,
+        problem: &Problem,
+        source: &str,
+        event_id: &str,
+    ) -> Result<(), QueueError> {
+        self.queues
+            .park(body, &problem.reason(), source, event_id)
+            .await?;
+        tracing::error!(
+            alarm = "event_dead_lettered",
+            problem = problem.kind.slug(),
+            "event parked on the dead-letter queue"
+        );
+        Ok(())
+    }
+}
