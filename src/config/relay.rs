@@ -60,23 +60,39 @@ pub fn load_relay(
     relay_config: Option<&str>,
     tenant_domains: &[String],
 ) -> Result<Relay, ConfigError> {
-    // Only the presets in use are parsed: the default ones and those RELAY_CONFIG names
-    // (every preset parses and compiles: a test checks).
-    let parse_preset =
-        |name: &str| -> Result<Option<(SourceSpec, &'static str, &'static str)>, ConfigError> {
-            let header = format!("[sources.{name}]");
-            let Some((file_name, text)) = PRESETS.iter().find(|(_, text)| text.contains(&header))
-            else {
-                return Ok(None);
-            };
-            let file = parse_file(&format!("preset {file_name}"), text)?;
-            Ok(file
-                .sources
-                .into_iter()
-                .find(|(source, _)| source == name)
-                .map(|(_, spec)| (spec, *file_name, *text)))
-        };
-    let (label, text) = match relay_config {
+    let (label, text) = read_relay_config(relay_config)?;
+    let user = if text.is_empty() {
+        RelayFile::default()
+    } else {
+        parse_file(&label, &text)?
+    };
+    let labelled = |e: String| {
+        ConfigError(if label.is_empty() {
+            e
+        } else {
+            format!("{label}: {e}")
+        })
+    };
+    let delivery = DeliveryConfig::compile(
+        user.channels,
+        user.routes,
+        &user.brand,
+        tenant_domains,
+        &|r| locate(&label, &text, r),
+    )
+    .map_err(labelled)?;
+    let policy = Policy::compile(user.invitations).map_err(labelled)?;
+    let sources = compile_sources(user.sources, &label, &text)?;
+    Ok(Relay {
+        sources,
+        delivery,
+        policy,
+    })
+}
+
+/// `RELAY_CONFIG`'s text and how to name it in messages.
+fn read_relay_config(relay_config: Option<&str>) -> Result<(String, String), ConfigError> {
+    Ok(match relay_config {
         None => (String::new(), String::new()),
         Some(v) if v.contains('\n') || v.contains('=') || v.starts_with('[') => {
             ("RELAY_CONFIG".to_owned(), v.to_owned())
@@ -86,38 +102,37 @@ pub fn load_relay(
             std::fs::read_to_string(path)
                 .map_err(|e| ConfigError(format!("RELAY_CONFIG file {path}: {e}")))?,
         ),
-    };
-    let user = if text.is_empty() {
-        RelayFile::default()
-    } else {
-        parse_file(&label, &text)?
-    };
+    })
+}
 
-    let delivery = DeliveryConfig::compile(
-        user.channels,
-        user.routes,
-        &user.brand,
-        tenant_domains,
-        &|r| locate(&label, &text, r),
-    )
-    .map_err(|e| {
-        ConfigError(if label.is_empty() {
-            e
-        } else {
-            format!("{label}: {e}")
-        })
-    })?;
-    let policy = Policy::compile(user.invitations).map_err(|e| {
-        ConfigError(if label.is_empty() {
-            e
-        } else {
-            format!("{label}: {e}")
-        })
-    })?;
+/// The preset that defines `[sources.NAME]`, with its file name and text (for line numbers).
+/// Only the presets in use are parsed: the default ones and those `RELAY_CONFIG` names (every
+/// preset parses and compiles: a test checks).
+fn parse_preset(
+    name: &str,
+) -> Result<Option<(SourceSpec, &'static str, &'static str)>, ConfigError> {
+    let header = format!("[sources.{name}]");
+    let Some((file_name, text)) = PRESETS.iter().find(|(_, text)| text.contains(&header)) else {
+        return Ok(None);
+    };
+    let file = parse_file(&format!("preset {file_name}"), text)?;
+    Ok(file
+        .sources
+        .into_iter()
+        .find(|(source, _)| source == name)
+        .map(|(_, spec)| (spec, *file_name, *text)))
+}
+
+/// The default presets unless `RELAY_CONFIG` names them, then every source it names (over
+/// its preset, if one has the same name or `preset` names one).
+fn compile_sources(
+    user: BTreeMap<String, SourceSpec>,
+    label: &str,
+    text: &str,
+) -> Result<BTreeMap<String, Source>, ConfigError> {
     let mut sources = BTreeMap::new();
-    // The default presets are sources unless RELAY_CONFIG names them; the others only when named.
     for name in ENABLED_BY_DEFAULT {
-        if user.sources.contains_key(*name) {
+        if user.contains_key(*name) {
             continue;
         }
         if let Some((spec, preset, ptext)) = parse_preset(name)? {
@@ -128,7 +143,7 @@ pub fn load_relay(
             sources.insert((*name).to_owned(), compiled);
         }
     }
-    for (name, spec) in user.sources {
+    for (name, spec) in user {
         if !valid_source_name(&name) {
             return err(format!(
                 "{label}: source name {name:?} must be lower-case letters, digits and '-'"
@@ -147,15 +162,11 @@ pub fn load_relay(
         if merged.enabled == Some(false) {
             continue;
         }
-        let s = Source::compile(&name, merged, &|r| locate(&label, &text, r))
+        let s = Source::compile(&name, merged, &|r| locate(label, text, r))
             .map_err(|e| ConfigError(format!("{label}: {e}")))?;
         sources.insert(name, s);
     }
-    Ok(Relay {
-        sources,
-        delivery,
-        policy,
-    })
+    Ok(sources)
 }
 
 fn parse_file(label: &str, text: &str) -> Result<RelayFile, ConfigError> {

@@ -9,7 +9,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
+use minijinja::{Environment, UndefinedBehavior, Value};
+
+pub use super::escape::{escape_adaptive_card, escape_html, escape_mrkdwn};
+use super::escape::{escaping_for_name, formatter};
 
 use super::ChannelKind;
 
@@ -160,16 +163,6 @@ impl ChannelKind {
     }
 }
 
-/// How a part's values are escaped.
-fn escaping(kind: ChannelKind, part: &str) -> AutoEscape {
-    match (kind, part) {
-        (ChannelKind::Email, "html") => AutoEscape::Html,
-        (ChannelKind::Slack, "summary" | "body") => AutoEscape::Custom("mrkdwn".into()),
-        (ChannelKind::Teams, "title" | "body") => AutoEscape::Custom("adaptive-card".into()),
-        _ => AutoEscape::None,
-    }
-}
-
 /// Template names are `kind:owner/lang/part`; the owner is `builtin` or a channel's name.
 fn template_name(kind: ChannelKind, owner: &str, lang: &str, part: &str) -> String {
     format!("{}:{owner}/{lang}/{part}", kind.name())
@@ -183,86 +176,6 @@ fn builtin_source(name: &str) -> Option<&'static str> {
         .iter()
         .find(|(k, l, p, _)| k.name() == kind && *l == lang && *p == part)
         .map(|(_, _, _, src)| *src)
-}
-
-fn escaping_for_name(name: &str) -> AutoEscape {
-    let Some((kind, rest)) = name.split_once(':') else {
-        return AutoEscape::None;
-    };
-    let part = rest.rsplit('/').next().unwrap_or_default();
-    ChannelKind::parse(kind).map_or(AutoEscape::None, |k| escaping(k, part))
-}
-
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape_html(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// Escapes text for Slack mrkdwn: `&`, `<` and `>` are the control characters of Slack's
-/// message formatting; escaping them defuses `<!channel>` mentions and `<url|label>` links.
-/// `*`, `_`, `~` and `` ` `` (bold, italic, strike, code) have no escape in mrkdwn
-/// (<https://api.slack.com/reference/surfaces/formatting#escaping>), so each is fenced with
-/// zero-width spaces: it still shows, but can't open or close a style around the operator's
-/// text.
-pub fn escape_mrkdwn(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '*' | '_' | '~' | '`' => {
-                out.push('\u{200B}');
-                out.push(c);
-                out.push('\u{200B}');
-            }
-            c => out.push(c),
-        }
-    }
-}
-
-/// Escapes text for Adaptive Card `TextBlock`s, whose text is a CommonMark subset: every ASCII
-/// punctuation character is backslash-escaped (CommonMark's rule), so a value can't become a
-/// link, emphasis or list, and `{{DATE(...)}}` functions can't be injected.
-pub fn escape_adaptive_card(s: &str, out: &mut String) {
-    for c in s.chars() {
-        if c.is_ascii_punctuation() {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-}
-
-fn formatter(
-    out: &mut minijinja::Output,
-    state: &mut minijinja::State,
-    value: &Value,
-) -> Result<(), minijinja::Error> {
-    let escape: fn(&str, &mut String) = match state.auto_escape() {
-        AutoEscape::Html => escape_html,
-        AutoEscape::Custom(c) if c == "mrkdwn" => escape_mrkdwn,
-        AutoEscape::Custom(c) if c == "adaptive-card" => escape_adaptive_card,
-        _ => return minijinja::escape_formatter(out, state, value),
-    };
-    if value.is_undefined() || value.is_none() {
-        return Ok(());
-    }
-    if value.is_safe() {
-        return out
-            .write_str(&value.to_string())
-            .map_err(minijinja::Error::from);
-    }
-    let mut buf = String::new();
-    escape(&value.to_string(), &mut buf);
-    out.write_str(&buf).map_err(minijinja::Error::from)
 }
 
 /// Brand values available to every template as `brand.*`.
@@ -387,83 +300,93 @@ impl Templates {
         }
         let builtin = builtin_languages(kind);
         for (lang, parts) in spec {
-            if !valid_language(lang) || lang != &lang.to_ascii_lowercase() {
-                return Err(format!(
-                    "{}: language tags are lower-case BCP 47, e.g. \"de\" or \"fr-ca\"",
-                    at(&format!("templates.{lang}"))
-                ));
-            }
-            for (part, src) in parts {
-                if let Some(tag) = forbidden_tag(src) {
-                    return Err(format!(
-                        "{}: `{tag}` is not available in message templates (escaping is the channel's)",
-                        at(&format!("templates.{lang}.{part}"))
-                    ));
-                }
-                if !kind.parts().contains(&part.as_str()) {
-                    return Err(format!(
-                        "{}: unknown part (a {} channel has {})",
-                        at(&format!("templates.{lang}.{part}")),
-                        kind.name(),
-                        kind.parts().join(", ")
-                    ));
-                }
-                self.env
-                    .add_template_owned(template_name(kind, name, lang, part), src.clone())
-                    .map_err(|e| format!("{}: {e}", at(&format!("templates.{lang}.{part}"))))?;
-            }
-            for part in kind.parts() {
-                if !parts.contains_key(*part) && !builtin.contains(lang) {
-                    return Err(format!(
-                        "{}: missing, and there is no built-in {lang} template to fall back on",
-                        at(&format!("templates.{lang}.{part}"))
-                    ));
-                }
-            }
+            self.add_language(name, kind, lang, parts, &builtin)?;
         }
-        let custom = !spec.is_empty();
         let mut languages = builtin;
         languages.extend(spec.keys().cloned());
-        let default_language = match default_language {
-            Some(l) if languages.contains(l) => l.to_owned(),
-            Some(l) => {
-                return Err(format!(
-                    "{}: {l:?} has no templates (this channel has {})",
-                    at("default_language"),
-                    languages.iter().cloned().collect::<Vec<_>>().join(", ")
-                ));
-            }
-            None if languages.contains(FALLBACK_LANGUAGE) => FALLBACK_LANGUAGE.to_owned(),
-            None => {
-                return Err(format!(
-                    "{}: required when the templates have no \"{FALLBACK_LANGUAGE}\"",
-                    at("default_language")
-                ));
-            }
-        };
+        let default_language = choose_default_language(&at, default_language, &languages)?;
         self.channels.insert(
             name.to_owned(),
             ChannelTemplates {
-                languages: languages.clone(),
+                languages,
                 default_language,
-                custom,
+                custom: !spec.is_empty(),
             },
         );
-        // Render every language with a template of the operator's once, so errors surface at
-        // start-up (built-in languages can't fail: the tests render every one).
+        self.check_samples(name, kind, spec)
+    }
+
+    /// One language's parts of a channel: each checked and compiled; a part it leaves out
+    /// needs a built-in one to fall back on.
+    fn add_language(
+        &mut self,
+        name: &str,
+        kind: ChannelKind,
+        lang: &str,
+        parts: &BTreeMap<String, String>,
+        builtin: &BTreeSet<String>,
+    ) -> Result<(), String> {
+        let at = |rest: &str| format!("channels.{name}.templates.{lang}{rest}");
+        if !valid_language(lang) || lang != lang.to_ascii_lowercase() {
+            return Err(format!(
+                "{}: language tags are lower-case BCP 47, e.g. \"de\" or \"fr-ca\"",
+                at("")
+            ));
+        }
+        for (part, src) in parts {
+            if let Some(tag) = forbidden_tag(src) {
+                return Err(format!(
+                    "{}: `{tag}` is not available in message templates (escaping is the channel's)",
+                    at(&format!(".{part}"))
+                ));
+            }
+            if !kind.parts().contains(&part.as_str()) {
+                return Err(format!(
+                    "{}: unknown part (a {} channel has {})",
+                    at(&format!(".{part}")),
+                    kind.name(),
+                    kind.parts().join(", ")
+                ));
+            }
+            self.env
+                .add_template_owned(template_name(kind, name, lang, part), src.clone())
+                .map_err(|e| format!("{}: {e}", at(&format!(".{part}"))))?;
+        }
+        match kind
+            .parts()
+            .iter()
+            .find(|p| !parts.contains_key(**p) && !builtin.contains(lang))
+        {
+            Some(part) => Err(format!(
+                "{}: missing, and there is no built-in {lang} template to fall back on",
+                at(&format!(".{part}"))
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Renders every language with a template of the operator's once, so errors surface at
+    /// start-up (built-in languages can't fail: the tests render every one).
+    fn check_samples(
+        &self,
+        name: &str,
+        kind: ChannelKind,
+        spec: &TemplateSpec,
+    ) -> Result<(), String> {
         let sample = sample_context();
         for lang in spec.keys() {
             for part in kind.parts() {
+                let at = || format!("channels.{name}.templates.{lang}.{part}");
                 let text = self
                     .render(name, kind, lang, part, &sample)
-                    .map_err(|e| format!("{}: {e}", at(&format!("templates.{lang}.{part}"))))?;
+                    .map_err(|e| format!("{}: {e}", at()))?;
                 if kind == ChannelKind::Email
                     && matches!(*part, "html" | "text")
                     && !text.contains(&redeem_url_as_rendered(part))
                 {
                     return Err(format!(
                         "{}: must include the invitation link ({{{{ redeem_url }}}})",
-                        at(&format!("templates.{lang}.{part}"))
+                        at()
                     ));
                 }
             }
@@ -552,6 +475,28 @@ fn forbidden_tag(src: &str) -> Option<&'static str> {
     })
 }
 
+/// The channel's default language: the one set (which must have templates), else the
+/// fallback when the channel speaks it.
+fn choose_default_language(
+    at: &dyn Fn(&str) -> String,
+    set: Option<&str>,
+    languages: &BTreeSet<String>,
+) -> Result<String, String> {
+    match set {
+        Some(l) if languages.contains(l) => Ok(l.to_owned()),
+        Some(l) => Err(format!(
+            "{}: {l:?} has no templates (this channel has {})",
+            at("default_language"),
+            languages.iter().cloned().collect::<Vec<_>>().join(", ")
+        )),
+        None if languages.contains(FALLBACK_LANGUAGE) => Ok(FALLBACK_LANGUAGE.to_owned()),
+        None => Err(format!(
+            "{}: required when the templates have no \"{FALLBACK_LANGUAGE}\"",
+            at("default_language")
+        )),
+    }
+}
+
 /// How the sample redeem URL appears in a rendered part (HTML escapes `&`).
 fn redeem_url_as_rendered(part: &str) -> String {
     if part == "html" {
@@ -630,6 +575,8 @@ pub fn sample_context() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::escape::escaping;
+    use minijinja::AutoEscape;
 
     fn build(spec: &str, kind: ChannelKind) -> Result<Templates, String> {
         let spec: TemplateSpec = toml::from_str(spec).unwrap();

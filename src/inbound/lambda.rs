@@ -213,53 +213,63 @@ pub fn to_request(
     })
 }
 
+fn not_http(origin: Origin) -> Refused {
+    refused(
+        origin,
+        ProblemKind::Malformed,
+        "the invocation is not a Function URL or API Gateway HTTP event",
+    )
+}
+
+fn too_many_headers(origin: Origin) -> Refused {
+    refused(
+        origin,
+        ProblemKind::HeadersTooLarge,
+        "the request carries more headers than accepted",
+    )
+}
+
 fn parts(event: Value) -> Result<Parts, Refused> {
-    let not_http = |origin| {
-        refused(
-            origin,
-            ProblemKind::Malformed,
-            "the invocation is not a Function URL or API Gateway HTTP event",
-        )
-    };
     if event.get("version").and_then(Value::as_str) == Some("2.0") {
-        // Counted before deserialising: nothing below grows with a hostile header count.
-        if count_values(event.get("headers")) > MAX_HEADERS {
-            return Err(refused(
-                Origin::V2,
-                ProblemKind::HeadersTooLarge,
-                "the request carries more headers than accepted",
-            ));
-        }
-        let e: V2Event = serde_json::from_value(event).map_err(|_| not_http(Origin::V2))?;
-        let raw_path = e
-            .raw_path
-            .or(e.request_context.http.path)
-            .unwrap_or_default();
-        let stage = e.request_context.stage.filter(|s| s != "$default");
-        return Ok(Parts {
-            origin: Origin::V2,
-            method: e.request_context.http.method,
-            uri_path: raw_path.clone(),
-            raw_path,
-            query: e.raw_query_string.unwrap_or_default(),
-            headers: e.headers.unwrap_or_default().into_iter().collect(),
-            domain_name: e.request_context.domain_name,
-            stage,
-            body: e.body,
-            base64: e.is_base64_encoded,
-        });
+        v2_parts(event)
+    } else if event.get("httpMethod").is_some() {
+        v1_parts(event)
+    } else {
+        Err(not_http(Origin::V2))
     }
-    if event.get("httpMethod").is_none() {
-        return Err(not_http(Origin::V2));
+}
+
+/// Payload format 2.0.
+fn v2_parts(event: Value) -> Result<Parts, Refused> {
+    // Counted before deserialising: nothing below grows with a hostile header count.
+    if count_values(event.get("headers")) > MAX_HEADERS {
+        return Err(too_many_headers(Origin::V2));
     }
+    let e: V2Event = serde_json::from_value(event).map_err(|_| not_http(Origin::V2))?;
+    let raw_path = e
+        .raw_path
+        .or(e.request_context.http.path)
+        .unwrap_or_default();
+    Ok(Parts {
+        origin: Origin::V2,
+        method: e.request_context.http.method,
+        uri_path: raw_path.clone(),
+        raw_path,
+        query: e.raw_query_string.unwrap_or_default(),
+        headers: e.headers.unwrap_or_default().into_iter().collect(),
+        domain_name: e.request_context.domain_name,
+        stage: e.request_context.stage.filter(|s| s != "$default"),
+        body: e.body,
+        base64: e.is_base64_encoded,
+    })
+}
+
+/// Payload format 1.0.
+fn v1_parts(event: Value) -> Result<Parts, Refused> {
     if count_values(event.get("headers")) + count_values(event.get("multiValueHeaders"))
         > MAX_HEADERS
     {
-        return Err(refused(
-            Origin::V1,
-            ProblemKind::HeadersTooLarge,
-            "the request carries more headers than accepted",
-        ));
+        return Err(too_many_headers(Origin::V1));
     }
     if count_values(event.get("multiValueQueryStringParameters"))
         + count_values(event.get("queryStringParameters"))
@@ -279,51 +289,63 @@ fn parts(event: Value) -> Result<Parts, Refused> {
         Some(s) if !raw_path.starts_with(&format!("/{s}/")) => format!("/{s}{raw_path}"),
         _ => raw_path.clone(),
     };
-    // Multi-value headers are the canonical set when present (single values are their last).
-    let mut headers: Vec<(String, String)> = Vec::new();
-    let multi = e.multi_value_headers.unwrap_or_default();
-    for (k, vs) in &multi {
-        headers.extend(vs.iter().map(|v| (k.clone(), v.clone())));
-    }
-    for (k, v) in e.headers.unwrap_or_default() {
-        if !multi.keys().any(|m| m.eq_ignore_ascii_case(&k)) {
-            headers.push((k, v));
-        }
-    }
-    let query = {
-        let mut q = url::form_urlencoded::Serializer::new(String::new());
-        match (
-            e.multi_value_query_string_parameters,
-            e.query_string_parameters,
-        ) {
-            (Some(m), _) if !m.is_empty() => {
-                for (k, vs) in m {
-                    for v in vs {
-                        q.append_pair(&k, &v);
-                    }
-                }
-            }
-            (_, Some(s)) => {
-                for (k, v) in s {
-                    q.append_pair(&k, &v);
-                }
-            }
-            _ => {}
-        }
-        q.finish()
-    };
     Ok(Parts {
         origin: Origin::V1,
         method: e.http_method,
         raw_path,
         uri_path,
-        query,
-        headers,
+        query: v1_query(
+            e.multi_value_query_string_parameters,
+            e.query_string_parameters,
+        ),
+        headers: v1_headers(e.multi_value_headers, e.headers),
         domain_name: e.request_context.domain_name,
         stage,
         body: e.body,
         base64: e.is_base64_encoded,
     })
+}
+
+/// Multi-value headers are the canonical set when present (single values are their last).
+fn v1_headers(
+    multi: Option<BTreeMap<String, Vec<String>>>,
+    single: Option<BTreeMap<String, String>>,
+) -> Vec<(String, String)> {
+    let multi = multi.unwrap_or_default();
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for (k, vs) in &multi {
+        headers.extend(vs.iter().map(|v| (k.clone(), v.clone())));
+    }
+    for (k, v) in single.unwrap_or_default() {
+        if !multi.keys().any(|m| m.eq_ignore_ascii_case(&k)) {
+            headers.push((k, v));
+        }
+    }
+    headers
+}
+
+/// A REST API event carries the query as decoded parameters: encoded again.
+fn v1_query(
+    multi: Option<BTreeMap<String, Vec<String>>>,
+    single: Option<BTreeMap<String, String>>,
+) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    match (multi, single) {
+        (Some(m), _) if !m.is_empty() => {
+            for (k, vs) in m {
+                for v in vs {
+                    q.append_pair(&k, &v);
+                }
+            }
+        }
+        (_, Some(s)) => {
+            for (k, v) in s {
+                q.append_pair(&k, &v);
+            }
+        }
+        _ => {}
+    }
+    q.finish()
 }
 
 /// Values in a JSON object of strings or lists of strings (headers, query parameters).
