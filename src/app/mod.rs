@@ -2,16 +2,16 @@
 //! one event into one outcome.
 //!
 //! Where events come in:
-//! - [`webhook`]: `on_lambda_event` → `on_http`: receive → authenticate → replayed? →
+//! - `webhook`: `on_lambda_event` → `on_http`: receive → authenticate → replayed? →
 //!   interpret → accept;
-//! - [`intake`]: `accept` (plan, then execute now or enqueue), `on_queued`, `on_eventbridge`;
-//! - [`follow_up`]: the schedule's reminders for pending invitations.
+//! - `intake`: `accept` (plan, then execute now or enqueue), `on_queued`, `on_eventbridge`;
+//! - `follow_up`: the schedule's reminders for pending invitations.
 //!
-//! What happens to an accepted event: [`plan`] checks every value without I/O, then
-//! [`execute`] runs the steps in order — claim → decide → prepare → invite → deliver →
+//! What happens to an accepted event: `plan` checks every value without I/O, then
+//! `execute` runs the steps in order — claim → decide → prepare → invite → deliver →
 //! join groups → remember — and is the one place a claim ends (completed or released). The
-//! steps themselves are in [`invite`] (decide, prepare, invite) and [`deliver`] (deliver, join
-//! groups, remember). [`outcome`] is what the steps answer; [`errors`] maps every failure to a
+//! steps themselves are in `invite` (decide, prepare, invite) and `deliver` (deliver, join
+//! groups, remember). `outcome` is what the steps answer; `errors` maps every failure to a
 //! problem.
 
 mod deliver;
