@@ -15,85 +15,20 @@
 //!
 //! With `--queue-url` and `--table` (an SQS queue and a DynamoDB table in the AWS emulator), a
 //! fourth series runs the webhook in queue mode: verify, check the record, enqueue, answer 202.
+//! Each `--compare NAME=PATH` adds a series of another webhook build (a baseline commit, another
+//! profile), run like the sync-mode series and interleaved with it.
 //!
 //! ```text
 //! ```
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use devkit::runtime_api::{Invoked, LambdaProcess};
 use devkit::{GraphEmulator, GraphSettings, Receiver, events};
-use tokio::sync::{Mutex, mpsc, oneshot};
 
 const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const DELIVERY_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
-
-struct Invocation {
-    id: String,
-    body: String,
-}
-
-struct Runtime {
-    queue: Mutex<mpsc::Receiver<Invocation>>,
-    first_next: std::sync::Mutex<Option<Instant>>,
-    waiting: std::sync::Mutex<HashMap<String, oneshot::Sender<u16>>>,
-    init_error: std::sync::Mutex<Option<String>>,
-}
-
-async fn next(State(rt): State<Arc<Runtime>>) -> Response {
-    rt.first_next
-        .lock()
-        .unwrap()
-        .get_or_insert_with(Instant::now);
-    let Some(inv) = rt.queue.lock().await.recv().await else {
-        return (axum::http::StatusCode::GONE, "").into_response();
-    };
-    let deadline = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        + 30_000;
-    let mut h = HeaderMap::new();
-    h.insert("lambda-runtime-aws-request-id", inv.id.parse().unwrap());
-    h.insert(
-        "lambda-runtime-deadline-ms",
-        deadline.to_string().parse().unwrap(),
-    );
-    h.insert(
-        "lambda-runtime-invoked-function-arn",
-        "arn:aws:lambda:eu-west-1:123456789012:function:bench"
-            .parse()
-            .unwrap(),
-    );
-    h.insert(
-        "lambda-runtime-trace-id",
-        "Root=1-00000000-000000000000000000000000;Sampled=0"
-            .parse()
-            .unwrap(),
-    );
-    (h, inv.body).into_response()
-}
-
-async fn done(
-    State(rt): State<Arc<Runtime>>,
-    Path((id, kind)): Path<(String, String)>,
-) -> Response {
-    if let Some(tx) = rt.waiting.lock().unwrap().remove(&id) {
-        let _ = tx.send(if kind == "response" { 200 } else { 500 });
-    }
-    (axum::http::StatusCode::ACCEPTED, "").into_response()
-}
-
-async fn init_error(State(rt): State<Arc<Runtime>>, body: String) -> Response {
-    *rt.init_error.lock().unwrap() = Some(body);
-    (axum::http::StatusCode::ACCEPTED, "").into_response()
-}
 
 /// One cold start's figures, in microseconds and kilobytes.
 #[derive(Debug, Default, Clone)]
@@ -194,101 +129,22 @@ async fn cold_start(
     event: &(dyn Fn(usize) -> String + Sync),
     warm: usize,
 ) -> Result<Run, String> {
-    let (tx, rx) = mpsc::channel(1);
-    let rt = Arc::new(Runtime {
-        queue: Mutex::new(rx),
-        first_next: std::sync::Mutex::new(None),
-        waiting: std::sync::Mutex::new(HashMap::new()),
-        init_error: std::sync::Mutex::new(None),
-    });
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(done))
-        .route("/2018-06-01/runtime/init/error", post(init_error))
-        .with_state(rt.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
-
     let spawned_unix_us = unix_us();
-    let started = Instant::now();
-    let mut child = tokio::process::Command::new(binary)
-        .env_clear()
-        .envs(env.iter().cloned())
-        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("{binary}: {e}"))?;
-    let pid = child.id().unwrap_or(0);
-    // Drained all along (a full pipe would stall the function); only the start-up lines kept.
-    let stdout = child.stdout.take();
-    let reader = tokio::spawn(async move {
-        use tokio::io::AsyncBufReadExt as _;
-        let mut kept = String::new();
-        let Some(out) = stdout else { return kept };
-        let mut lines = tokio::io::BufReader::new(out).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("start-up timings") {
-                kept.push_str(&line);
-                kept.push('\n');
-            }
-        }
-        kept
-    });
-    let init = loop {
-        if let Some(t) = *rt.first_next.lock().unwrap() {
-            break t - started;
-        }
-        if let Some(e) = rt.init_error.lock().unwrap().clone() {
-            return Err(format!("{binary} failed to start: {e}"));
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("{binary} exited during init: {status}"));
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            return Err(format!("{binary} did not start"));
-        }
-        tokio::time::sleep(Duration::from_micros(200)).await;
-    };
+    let function = LambdaProcess::start(binary, env).await?;
     let mut durations = Vec::with_capacity(warm + 1);
     for i in 0..=warm {
-        let id = format!("req-{i}");
-        let (done_tx, done_rx) = oneshot::channel();
-        rt.waiting.lock().unwrap().insert(id.clone(), done_tx);
         let t = Instant::now();
-        tx.send(Invocation { id, body: event(i) })
-            .await
-            .map_err(|_| "runtime queue closed")?;
-        let status = tokio::time::timeout(Duration::from_secs(30), done_rx)
-            .await
-            .map_err(|_| "invocation timed out")?
-            .map_err(|_| "lost")?;
-        if !(200..300).contains(&status) {
-            return Err(format!("{binary}: invocation {i} failed"));
+        match function.invoke(&event(i), Duration::from_secs(30)).await? {
+            Invoked::Response(_) => durations.push(t.elapsed().as_micros()),
+            Invoked::Error(e) => return Err(format!("{binary}: invocation {i} failed: {e}")),
         }
-        durations.push(t.elapsed().as_micros());
     }
-    let peak_rss_kb = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0);
-    let _ = child.kill().await;
-    server.abort();
-    let log = tokio::time::timeout(Duration::from_secs(2), reader)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
+    let peak_rss_kb = function.peak_rss_kb();
+    let init_us = function.init.as_micros();
+    let log = function.stdout();
+    function.stop().await;
     Ok(Run {
-        init_us: init.as_micros(),
+        init_us,
         first_us: durations[0],
         warm_us: durations[1..].to_vec(),
         peak_rss_kb,
@@ -419,6 +275,19 @@ async fn main() {
     let mut relay_runs = Vec::new();
     let mut lazy_runs = Vec::new();
     let mut queue_runs = Vec::new();
+    // Other builds of the webhook (`--compare NAME=PATH`, repeatable), run as the sync-mode
+    // series is, interleaved with it: a baseline commit, another profile.
+    let compare: Vec<(String, String)> = args
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| *a == "--compare")
+        .filter_map(|(i, _)| {
+            args.get(i + 1)?
+                .split_once('=')
+                .map(|(n, p)| (n.to_owned(), p.to_owned()))
+        })
+        .collect();
+    let mut compare_runs: Vec<Vec<Run>> = compare.iter().map(|_| Vec::new()).collect();
     let queue_env = match (flag("--queue-url"), flag("--table")) {
         (Some(q), Some(t)) => {
             let mut e = webhook_env.clone();
@@ -446,6 +315,13 @@ async fn main() {
                 .await
                 .expect("webhook run (secret read on the first event)"),
         );
+        for ((name, path), runs) in compare.iter().zip(compare_runs.iter_mut()) {
+            runs.push(
+                cold_start(path, &webhook_env, &signed, warm)
+                    .await
+                    .unwrap_or_else(|e| panic!("{name}: {e}")),
+            );
+        }
         if let Some(env) = &queue_env {
             queue_runs.push(
                 cold_start(&function, env, &signed, warm)
@@ -463,11 +339,20 @@ async fn main() {
     );
     println!("| | init p50 | first event p50 | warm p50 | warm p99 | peak RSS |");
     println!("|---|---|---|---|---|---|");
-    let mut rows = vec![
+    let rows = vec![
         ("hello-world floor", &f),
         ("invite-relay webhook", &r),
         ("invite-relay webhook, SECRET_READ_AT_START=false", &l),
     ];
+    let compared: Vec<(String, Summary)> = compare
+        .iter()
+        .zip(&compare_runs)
+        .map(|((n, _), runs)| (format!("invite-relay webhook, {n}"), summarise(runs)))
+        .collect();
+    let mut rows: Vec<(&str, &Summary)> = rows;
+    for (name, s) in &compared {
+        rows.push((name.as_str(), s));
+    }
     if let Some(q) = &q {
         rows.push((
             "invite-relay webhook, PROCESSING_MODE=queue (enqueue, 202)",
