@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::MAX_SPONSORS;
 use crate::domain::object_id::check_ids;
+use crate::domain::{MAX_SPONSORS, ProvenanceSlots};
 use crate::graph::DirectoryUser;
 
 /// What to do when the invitee already exists in the directory (found with the existing-user
@@ -39,23 +39,91 @@ pub struct InvitationSpec {
     /// Groups every new guest joins (object ids); routes can add more.
     #[serde(default)]
     pub groups: Vec<String>,
+    /// Groups a guest joins only once they have redeemed the invitation.
+    #[serde(default)]
+    pub after_redemption_groups: Vec<String>,
+    /// Where the guest's provenance is written (`onPremisesExtensionAttributes` slots).
+    #[serde(default)]
+    pub provenance: ProvenanceSlots,
 }
 
-/// `[invitations]`, checked.
+/// `[offboarding]` as written in `RELAY_CONFIG`: what happens to a guest when a source maps an
+/// event to `action = "offboard"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffboardingSpec {
+    /// Offboarding events are refused until this is true.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Remove the guest from the groups the relay added them to.
+    #[serde(default = "yes")]
+    pub remove_from_groups: bool,
+    /// `accountEnabled: false`.
+    #[serde(default = "yes")]
+    pub block_sign_in: bool,
+    /// `revokeSignInSessions` (Microsoft: this does not end sessions external users hold in
+    /// their home tenant).
+    #[serde(default = "yes")]
+    pub revoke_sessions: bool,
+    /// Delete the guest this many days later, unless a new invitation for the partner comes
+    /// first.
+    pub delete_after_days: Option<u32>,
+    /// Report what would happen, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// The longest grace period before an offboarded guest is deleted.
+pub const MAX_DELETE_AFTER_DAYS: u32 = 365;
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for OffboardingSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            remove_from_groups: true,
+            block_sign_in: true,
+            revoke_sessions: true,
+            delete_after_days: None,
+            dry_run: false,
+        }
+    }
+}
+
+/// `[invitations]` and `[offboarding]`, checked.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     pub existing_users: ExistingUsers,
     pub sponsor_owner: bool,
     pub sponsors: Vec<String>,
     pub groups: Vec<String>,
+    pub after_redemption_groups: Vec<String>,
+    pub provenance: ProvenanceSlots,
+    pub offboarding: OffboardingSpec,
 }
 
 impl Policy {
     /// # Errors
     /// One line naming the setting at fault.
-    pub fn compile(spec: InvitationSpec) -> Result<Self, String> {
+    pub fn compile(spec: InvitationSpec, offboarding: OffboardingSpec) -> Result<Self, String> {
         check_ids("invitations.sponsors", &spec.sponsors)?;
         check_ids("invitations.groups", &spec.groups)?;
+        check_ids(
+            "invitations.after_redemption_groups",
+            &spec.after_redemption_groups,
+        )?;
+        spec.provenance.check()?;
+        if offboarding
+            .delete_after_days
+            .is_some_and(|d| d > MAX_DELETE_AFTER_DAYS)
+        {
+            return Err(format!(
+                "offboarding.delete_after_days: at most {MAX_DELETE_AFTER_DAYS} (0 deletes at the next sweep)"
+            ));
+        }
         if spec.sponsors.len() > MAX_SPONSORS {
             return Err(format!(
                 "invitations.sponsors: at most {MAX_SPONSORS} (Graph's limit per guest)"
@@ -66,6 +134,9 @@ impl Policy {
             sponsor_owner: spec.sponsor_owner,
             sponsors: spec.sponsors,
             groups: spec.groups,
+            after_redemption_groups: spec.after_redemption_groups,
+            provenance: spec.provenance,
+            offboarding,
         })
     }
 
@@ -133,6 +204,8 @@ mod tests {
             external_user_state_change_date_time: None,
             mail: None,
             display_name: None,
+            account_enabled: Some(true),
+            on_premises_extension_attributes: None,
         }
     }
 
@@ -176,10 +249,13 @@ mod tests {
     #[test]
     fn group_ids_are_checked() {
         assert!(
-            Policy::compile(InvitationSpec {
-                groups: vec!["sales".into()],
-                ..InvitationSpec::default()
-            })
+            Policy::compile(
+                InvitationSpec {
+                    groups: vec!["sales".into()],
+                    ..InvitationSpec::default()
+                },
+                OffboardingSpec::default()
+            )
             .unwrap_err()
             .contains("invitations.groups")
         );

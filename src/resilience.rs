@@ -117,9 +117,16 @@ struct Breaker {
 /// Pacing and circuit breaking in front of Graph's invitation endpoint, per container.
 pub struct GraphGate {
     limiter: governor::DefaultDirectRateLimiter,
+    /// Directory reads of the sweep (one `GET /users/{id}` per tracked guest).
+    reads: governor::DefaultDirectRateLimiter,
     cooldown: Duration,
     breaker: Mutex<Breaker>,
 }
+
+/// Directory reads per second the sweep makes at most: a `GET user` costs 2 of the 3,500
+/// resource units a small tenant has per 10 seconds (Graph's identity service limits), so 20
+/// a second leaves most of the budget to everything else.
+const READS_PER_SECOND: u32 = 20;
 
 impl GraphGate {
     /// `per_minute` invitations at most (bursts of up to a tenth of that), and `cooldown` after
@@ -127,8 +134,10 @@ impl GraphGate {
     pub fn new(per_minute: NonZeroU32, cooldown: Duration) -> Self {
         let burst = NonZeroU32::new((per_minute.get() / 10).max(1)).expect("non-zero");
         let quota = governor::Quota::per_minute(per_minute).allow_burst(burst);
+        let reads = NonZeroU32::new(READS_PER_SECOND).expect("non-zero");
         Self {
             limiter: governor::RateLimiter::direct(quota),
+            reads: governor::RateLimiter::direct(governor::Quota::per_second(reads)),
             cooldown,
             breaker: Mutex::default(),
         }
@@ -171,6 +180,19 @@ impl GraphGate {
                     tokio::time::sleep(wait).await;
                 }
             }
+        }
+    }
+
+    /// Waits for a slot for a directory read (never past `deadline`).
+    pub async fn pace_read(&self, deadline: Deadline) {
+        while let Err(not_until) = self.reads.check() {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            if wait >= deadline.remaining() {
+                return;
+            }
+            tokio::time::sleep(wait).await;
         }
     }
 

@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::App;
-use crate::app::FollowUpAction;
 use crate::problem::{Disposition, Problem};
 use crate::resilience::Deadline;
 
@@ -74,7 +73,7 @@ pub async fn handle(app: &App, event: Value, deadline: Deadline) -> Result<Value
     if event.get("source").and_then(Value::as_str) == Some("aws.events")
         && event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
     {
-        return follow_up(app, deadline).await;
+        return sweep(app, deadline).await;
     }
     if event.get("detail-type").is_some() && event.get("detail").is_some() {
         return handle_eventbridge(app, &event, deadline).await;
@@ -110,7 +109,7 @@ pub async fn handle_sqs(app: &App, batch: SqsEvent, deadline: Deadline) -> Batch
                 });
             }
             Err(problem) => {
-                if !park(app, &record.body, &problem).await {
+                if !park(app, &record.body, &problem, deadline).await {
                     failures.push(BatchItemFailure {
                         item_identifier: record.message_id,
                     });
@@ -123,13 +122,19 @@ pub async fn handle_sqs(app: &App, batch: SqsEvent, deadline: Deadline) -> Batch
     }
 }
 
-async fn park(app: &App, body: &str, problem: &Problem) -> bool {
+async fn park(app: &App, body: &str, problem: &Problem, deadline: Deadline) -> bool {
     let parsed: Option<crate::queue::QueuedEvent> = serde_json::from_str(body).ok();
     let (source, event_id) = parsed.as_ref().map_or(("unknown", "unknown"), |q| {
         (q.source.as_str(), q.event.event_id.as_str())
     });
     match app.park(body, problem, source, event_id).await {
-        Ok(()) => true,
+        Ok(()) => {
+            if let Some(q) = &parsed {
+                app.notify_failed(&q.source, &q.event, problem, deadline)
+                    .await;
+            }
+            true
+        }
         Err(e) => {
             tracing::error!(error = %e, "parking failed; the message returns to the queue");
             false
@@ -137,31 +142,15 @@ async fn park(app: &App, body: &str, problem: &Problem) -> bool {
     }
 }
 
-/// The scheduled follow-up: reminders for invitations pending `FOLLOW_UP_AFTER_DAYS`. Answers
-/// counts per action (no addresses); a run that could not list the guests is retried by
-/// EventBridge.
-async fn follow_up(app: &App, deadline: Deadline) -> Result<Value, WorkerError> {
-    let items = app
-        .follow_up(app.config().follow_up.after_days, true, deadline)
+/// The scheduled sweep over the guests the relay tracks (redeemed, expired, reminders due,
+/// deletions due). Answers counts per action (no addresses); a run that could not read the
+/// secret or the store is retried by EventBridge.
+async fn sweep(app: &App, deadline: Deadline) -> Result<Value, WorkerError> {
+    let counts = app
+        .sweep(deadline)
         .await
         .map_err(|p| WorkerError(p.reason()))?;
-    let mut counts = std::collections::BTreeMap::<String, u64>::new();
-    for i in &items {
-        let action = serde_json::to_value(i.action).map_err(|e| WorkerError(e.to_string()))?;
-        *counts
-            .entry(action.as_str().unwrap_or_default().to_owned())
-            .or_default() += 1;
-    }
-    if items.iter().any(|i| i.action == FollowUpAction::Failed) {
-        tracing::error!(
-            alarm = "follow_up_failed",
-            ?counts,
-            "some follow-ups failed"
-        );
-    } else {
-        tracing::info!(?counts, "follow-up done");
-    }
-    Ok(json!({"status": "follow-up", "pending": items.len(), "actions": counts}))
+    Ok(json!({"status": "sweep", "actions": counts}))
 }
 
 async fn handle_eventbridge(

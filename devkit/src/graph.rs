@@ -97,6 +97,43 @@ pub struct DirectoryUser {
     pub display_name: Option<String>,
     /// Group additions still answered 404 (replication delay).
     pub unreplicated: u32,
+    pub account_enabled: bool,
+    /// Sponsors' object ids.
+    pub sponsors: Vec<String>,
+    /// Properties set with `PATCH /users/{id}` (profile fields, `onPremisesExtensionAttributes`).
+    pub attributes: serde_json::Map<String, Value>,
+    /// `revokeSignInSessions` calls.
+    pub sessions_revoked: u32,
+}
+
+impl DirectoryUser {
+    fn new(mail: &str, user_type: &str, state: Option<&str>, changed: String) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            mail: mail.to_owned(),
+            other_mails: Vec::new(),
+            user_type: user_type.to_owned(),
+            external_user_state: state.map(str::to_owned),
+            external_user_state_change: changed,
+            display_name: None,
+            unreplicated: 0,
+            account_enabled: true,
+            sponsors: Vec::new(),
+            attributes: serde_json::Map::new(),
+            sessions_revoked: 0,
+        }
+    }
+}
+
+/// One call about one user (`GET` and `PATCH /users/{id}`, `revokeSignInSessions`, sponsors, deletion,
+/// group removal) as received.
+#[derive(Debug, Clone)]
+pub struct UserCall {
+    pub method: &'static str,
+    /// The path below `/v1.0`.
+    pub path: String,
+    pub body: Value,
+    pub status: u16,
 }
 
 /// One `GET /v1.0/users` as received.
@@ -132,6 +169,9 @@ struct Inner {
     group_calls: Vec<GroupCall>,
     invitation_faults: VecDeque<Fault>,
     group_faults: VecDeque<Fault>,
+    user_calls: Vec<UserCall>,
+    /// Soft-deleted users, by id (restorable for 30 days in Entra).
+    deleted: HashMap<String, DirectoryUser>,
     /// Group additions received, counted on arrival (before any delay).
     group_requests: usize,
     token_faults: VecDeque<Fault>,
@@ -191,6 +231,29 @@ impl GraphEmulator {
             .route("/v1.0/invitations", post(invitations))
             .route("/v1.0/users", axum::routing::get(users))
             .route("/v1.0/groups/{id}/members/$ref", post(add_member))
+            .route(
+                "/v1.0/groups/{id}/members/{member}/$ref",
+                axum::routing::delete(remove_member),
+            )
+            .route(
+                "/v1.0/users/{id}",
+                axum::routing::get(get_user)
+                    .patch(patch_user)
+                    .delete(delete_user),
+            )
+            .route(
+                "/v1.0/users/{id}/revokeSignInSessions",
+                post(revoke_sessions),
+            )
+            .route(
+                "/v1.0/users/{id}/sponsors",
+                axum::routing::get(list_sponsors),
+            )
+            .route("/v1.0/users/{id}/sponsors/$ref", post(add_sponsor))
+            .route(
+                "/v1.0/users/{id}/sponsors/{sponsor}/$ref",
+                axum::routing::delete(remove_sponsor),
+            )
             .with_state(shared.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -297,23 +360,17 @@ impl GraphEmulator {
         state: Option<&str>,
         days_ago: i64,
     ) -> String {
-        let id = uuid::Uuid::new_v4().to_string();
         let changed = time::OffsetDateTime::now_utc() - time::Duration::days(days_ago);
-        self.inner().users.insert(
-            mail.to_ascii_lowercase(),
-            DirectoryUser {
-                id: id.clone(),
-                mail: mail.to_owned(),
-                other_mails: Vec::new(),
-                user_type: user_type.to_owned(),
-                external_user_state: state.map(str::to_owned),
-                external_user_state_change: changed
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_default(),
-                display_name: None,
-                unreplicated: 0,
-            },
+        let user = DirectoryUser::new(
+            mail,
+            user_type,
+            state,
+            changed
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
         );
+        let id = user.id.clone();
+        self.inner().users.insert(mail.to_ascii_lowercase(), user);
         id
     }
 
@@ -329,6 +386,39 @@ impl GraphEmulator {
 
     pub fn user(&self, mail: &str) -> Option<DirectoryUser> {
         self.inner().users.get(&mail.to_ascii_lowercase()).cloned()
+    }
+
+    /// The guest redeems their invitation: `externalUserState` becomes `Accepted`, now.
+    pub fn accept(&self, mail: &str) {
+        if let Some(u) = self.inner().users.get_mut(&mail.to_ascii_lowercase()) {
+            u.external_user_state = Some("Accepted".into());
+            u.external_user_state_change = now_rfc3339();
+        }
+    }
+
+    /// Sets a property on a user, as an administrator would outside the relay.
+    pub fn set_attribute(&self, mail: &str, name: &str, value: Value) {
+        if let Some(u) = self.inner().users.get_mut(&mail.to_ascii_lowercase()) {
+            u.attributes.insert(name.to_owned(), value);
+        }
+    }
+
+    /// A lifecycle policy (or an administrator) deletes the user: soft deletion.
+    pub fn delete_user(&self, mail: &str) {
+        let mut inner = self.inner();
+        if let Some(u) = inner.users.remove(&mail.to_ascii_lowercase()) {
+            inner.deleted.insert(u.id.clone(), u);
+        }
+    }
+
+    /// Writes to users (PATCH, revokeSignInSessions, sponsors, deletions, group removals).
+    pub fn user_calls(&self) -> Vec<UserCall> {
+        self.inner().user_calls.clone()
+    }
+
+    /// Whether a soft-deleted user with this id exists.
+    pub fn is_deleted(&self, id: &str) -> bool {
+        self.inner().deleted.contains_key(id)
     }
 
     /// New guests are answered 404 on their first `n` group additions.
@@ -420,7 +510,15 @@ fn user_json(u: &DirectoryUser, select: Option<&str>) -> Value {
         "externalUserStateChangeDateTime": u.external_user_state_change,
         "displayName": u.display_name,
         "otherMails": u.other_mails,
+        "accountEnabled": u.account_enabled,
+        "onPremisesExtensionAttributes": u.attributes.get("onPremisesExtensionAttributes").cloned().unwrap_or(json!({})),
     });
+    let mut all = all;
+    for (k, v) in &u.attributes {
+        if k != "onPremisesExtensionAttributes" {
+            all[k] = v.clone();
+        }
+    }
     match select {
         None => all,
         Some(sel) => {
@@ -584,6 +682,12 @@ async fn add_member(
         status,
     });
     response
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 /// Graph's 404 for a directory object that doesn't exist (or isn't replicated yet).
@@ -1164,6 +1268,15 @@ async fn invitation_response(
         return (400, graph_error(400, "BadRequest", &message));
     }
     let reset = obj.get("resetRedemption").and_then(Value::as_bool) == Some(true);
+    let sponsors: Vec<String> = obj
+        .get("invitedUserSponsors")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|sp| sp.get("id").and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
     let invited_user = obj
         .get("invitedUser")
         .and_then(|u| u.get("id"))
@@ -1234,17 +1347,17 @@ async fn invitation_response(
                 inner
                     .users
                     .entry(email.to_ascii_lowercase())
-                    .or_insert_with(|| DirectoryUser {
-                        id: uuid::Uuid::new_v4().to_string(),
-                        mail: email.to_owned(),
-                        other_mails: Vec::new(),
-                        user_type,
-                        external_user_state: Some("PendingAcceptance".into()),
-                        external_user_state_change: time::OffsetDateTime::now_utc()
-                            .format(&time::format_description::well_known::Rfc3339)
-                            .unwrap_or_default(),
-                        display_name,
-                        unreplicated: lag,
+                    .or_insert_with(|| {
+                        let mut u = DirectoryUser::new(
+                            email,
+                            &user_type,
+                            Some("PendingAcceptance"),
+                            now_rfc3339(),
+                        );
+                        u.display_name = display_name;
+                        u.unreplicated = lag;
+                        u.sponsors = sponsors.clone();
+                        u
                     })
                     .id
                     .clone()
@@ -1279,4 +1392,400 @@ async fn invitation_response(
         out["status"] = json!("Error");
     }
     (201, (StatusCode::CREATED, axum::Json(out)).into_response())
+}
+
+/// Properties of `user` an app may write with `PATCH /users/{id}`, with their longest value
+/// (`None`: not a string, or no documented limit). From the user-update page and the user
+/// resource's property descriptions.
+const WRITABLE_USER_PROPERTIES: &[(&str, Option<usize>)] = &[
+    ("accountEnabled", None),
+    ("businessPhones", None),
+    ("city", Some(128)),
+    ("companyName", Some(64)),
+    ("country", Some(128)),
+    ("department", Some(64)),
+    ("displayName", Some(256)),
+    ("employeeId", Some(16)),
+    ("employeeType", None),
+    ("givenName", Some(64)),
+    ("jobTitle", Some(128)),
+    ("mobilePhone", Some(64)),
+    ("officeLocation", Some(128)),
+    ("onPremisesExtensionAttributes", None),
+    ("otherMails", None),
+    ("postalCode", Some(40)),
+    ("preferredLanguage", None),
+    ("state", Some(128)),
+    ("streetAddress", Some(1024)),
+    ("surname", Some(64)),
+    ("usageLocation", Some(2)),
+    ("userType", None),
+];
+
+/// Properties that exist on `user` but can't be written.
+const READ_ONLY_USER_PROPERTIES: &[&str] = &[
+    "id",
+    "createdDateTime",
+    "creationType",
+    "externalUserState",
+    "externalUserStateChangeDateTime",
+    "proxyAddresses",
+    "signInSessionsValidFromDateTime",
+    "mail",
+    "userPrincipalName",
+];
+
+fn record_user_call(s: &Shared, method: &'static str, path: String, body: Value, status: u16) {
+    s.inner.lock().unwrap().user_calls.push(UserCall {
+        method,
+        path,
+        body,
+        status,
+    });
+}
+
+/// The live (not deleted) user with this id, as a clone.
+fn user_by_id(s: &Shared, id: &str) -> Option<DirectoryUser> {
+    s.inner
+        .lock()
+        .unwrap()
+        .users
+        .values()
+        .find(|u| u.id == id)
+        .cloned()
+}
+
+fn with_user(s: &Shared, id: &str, f: impl FnOnce(&mut DirectoryUser)) -> bool {
+    let mut inner = s.inner.lock().unwrap();
+    match inner.users.values_mut().find(|u| u.id == id) {
+        Some(u) => {
+            f(u);
+            true
+        }
+        None => false,
+    }
+}
+
+async fn get_user(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    let params: HashMap<String, String> = url_form(query.unwrap_or_default().as_bytes());
+    let found = user_by_id(&s, &id);
+    let status = if found.is_some() { 200 } else { 404 };
+    record_user_call(&s, "GET", format!("/users/{id}"), Value::Null, status);
+    match found {
+        Some(u) => {
+            axum::Json(user_json(&u, params.get("$select").map(String::as_str))).into_response()
+        }
+        None => not_found(&id).1,
+    }
+}
+
+/// Checks a `PATCH /users/{id}` body against the writable properties and their limits.
+fn check_user_patch(body: &Value) -> Result<&serde_json::Map<String, Value>, String> {
+    let obj = body.as_object().ok_or("Empty or invalid payload.")?;
+    for (k, v) in obj {
+        if READ_ONLY_USER_PROPERTIES.contains(&k.as_str()) {
+            return Err(format!("Property '{k}' is read-only and cannot be set."));
+        }
+        let Some((_, max)) = WRITABLE_USER_PROPERTIES.iter().find(|(n, _)| n == k) else {
+            return Err(format!(
+                "Property '{k}' does not exist on type 'microsoft.graph.user'."
+            ));
+        };
+        match (k.as_str(), v) {
+            ("accountEnabled", v) if !v.is_boolean() => {
+                return Err("Invalid value for accountEnabled.".into());
+            }
+            ("usageLocation", Value::String(c))
+                if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()) =>
+            {
+                return Err("Invalid value specified for property 'usageLocation'.".into());
+            }
+            ("onPremisesExtensionAttributes", Value::Object(attrs)) => {
+                for (ak, av) in attrs {
+                    let slot_ok = ak
+                        .strip_prefix("extensionAttribute")
+                        .and_then(|n| n.parse::<u8>().ok())
+                        .is_some_and(|n| (1..=15).contains(&n));
+                    if !slot_ok || !(av.is_string() || av.is_null()) {
+                        return Err(format!(
+                            "Invalid property '{ak}' of onPremisesExtensionAttributes."
+                        ));
+                    }
+                }
+            }
+            ("onPremisesExtensionAttributes", _) => {
+                return Err("onPremisesExtensionAttributes must be an object.".into());
+            }
+            (_, Value::String(text)) if max.is_some_and(|m| text.chars().count() > m) => {
+                return Err(format!(
+                    "Invalid value specified for property '{k}' of resource 'User'."
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(obj)
+}
+
+async fn patch_user(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let path = format!("/users/{id}");
+    if !authorized(&s, &headers) {
+        record_user_call(&s, "PATCH", path, parsed, 401);
+        return unauthorized();
+    }
+    let obj = match check_user_patch(&parsed) {
+        Ok(obj) => obj.clone(),
+        Err(message) => {
+            record_user_call(&s, "PATCH", path, parsed, 400);
+            return graph_error(400, "Request_BadRequest", &message);
+        }
+    };
+    let replicated = {
+        let mut inner = s.inner.lock().unwrap();
+        match inner.users.values_mut().find(|u| u.id == id) {
+            Some(u) if u.unreplicated > 0 => {
+                u.unreplicated -= 1;
+                false
+            }
+            Some(_) => true,
+            None => false,
+        }
+    };
+    let found = replicated
+        && with_user(&s, &id, |u| {
+            for (k, v) in obj {
+                match k.as_str() {
+                    "accountEnabled" => u.account_enabled = v.as_bool().unwrap_or(true),
+                    "displayName" => u.display_name = v.as_str().map(str::to_owned),
+                    "onPremisesExtensionAttributes" => {
+                        let slots = u
+                            .attributes
+                            .entry("onPremisesExtensionAttributes")
+                            .or_insert_with(|| json!({}));
+                        for (ak, av) in v.as_object().cloned().unwrap_or_default() {
+                            slots[ak] = av;
+                        }
+                    }
+                    _ => {
+                        u.attributes.insert(k, v);
+                    }
+                }
+            }
+        });
+    let status = if found { 204 } else { 404 };
+    record_user_call(&s, "PATCH", path, parsed, status);
+    if found {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        not_found(&id).1
+    }
+}
+
+async fn delete_user(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/users/{id}");
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    let removed = {
+        let mut inner = s.inner.lock().unwrap();
+        let key = inner
+            .users
+            .iter()
+            .find(|(_, u)| u.id == id)
+            .map(|(k, _)| k.clone());
+        match key.and_then(|k| inner.users.remove(&k)) {
+            Some(u) => {
+                inner.deleted.insert(u.id.clone(), u);
+                true
+            }
+            None => false,
+        }
+    };
+    record_user_call(
+        &s,
+        "DELETE",
+        path,
+        Value::Null,
+        if removed { 204 } else { 404 },
+    );
+    if removed {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        not_found(&id).1
+    }
+}
+
+/// `POST /users/{id}/revokeSignInSessions`: no body; `200 {"value": true}`.
+async fn revoke_sessions(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/users/{id}/revokeSignInSessions");
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    let found = with_user(&s, &id, |u| u.sessions_revoked += 1);
+    record_user_call(&s, "POST", path, Value::Null, if found { 200 } else { 404 });
+    if found {
+        axum::Json(json!({
+            "@odata.context": format!("{}/v1.0/$metadata#Edm.Boolean", s.base_url),
+            "value": true
+        }))
+        .into_response()
+    } else {
+        not_found(&id).1
+    }
+}
+
+async fn list_sponsors(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    match user_by_id(&s, &id) {
+        Some(u) => axum::Json(json!({
+            "value": u.sponsors.iter().map(|sp| json!({"@odata.type": "#microsoft.graph.user", "id": sp})).collect::<Vec<_>>()
+        }))
+        .into_response(),
+        None => not_found(&id).1,
+    }
+}
+
+/// `POST /users/{id}/sponsors/$ref` with `{"@odata.id": "{graph}/v1.0/users/{sponsor}"}` (or
+/// `/groups/{sponsor}`).
+async fn add_sponsor(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let path = format!("/users/{id}/sponsors/$ref");
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    let prefix_user = format!("{}/v1.0/users/", s.base_url);
+    let prefix_group = format!("{}/v1.0/groups/", s.base_url);
+    let sponsor = parsed
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .and_then(|o| o.get("@odata.id"))
+        .and_then(Value::as_str)
+        .and_then(|v| {
+            v.strip_prefix(&prefix_user)
+                .or_else(|| v.strip_prefix(&prefix_group))
+        })
+        .filter(|v| uuid::Uuid::parse_str(v).is_ok())
+        .map(str::to_owned);
+    let Some(sponsor) = sponsor else {
+        record_user_call(&s, "POST", path, parsed, 400);
+        return graph_error(
+            400,
+            "Request_BadRequest",
+            "Invalid object identifier: the body must be {\"@odata.id\": \"{graph}/v1.0/users/{id}\"}.",
+        );
+    };
+    let mut too_many = false;
+    let found = with_user(&s, &id, |u| {
+        if u.sponsors.len() >= 5 && !u.sponsors.contains(&sponsor) {
+            too_many = true;
+        } else if !u.sponsors.contains(&sponsor) {
+            u.sponsors.push(sponsor.clone());
+        }
+    });
+    let status = match (found, too_many) {
+        (false, _) => 404,
+        (true, true) => 400,
+        (true, false) => 204,
+    };
+    record_user_call(&s, "POST", path, parsed, status);
+    match status {
+        204 => StatusCode::NO_CONTENT.into_response(),
+        400 => graph_error(
+            400,
+            "Request_BadRequest",
+            "A user can have at most 5 sponsors.",
+        ),
+        _ => not_found(&id).1,
+    }
+}
+
+/// `DELETE /users/{id}/sponsors/{sponsor}/$ref`: removes the relationship only.
+async fn remove_sponsor(
+    State(s): State<Arc<Shared>>,
+    Path((id, sponsor)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/users/{id}/sponsors/{sponsor}/$ref");
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    let mut had = false;
+    let found = with_user(&s, &id, |u| {
+        had = u.sponsors.contains(&sponsor);
+        u.sponsors.retain(|sp| sp != &sponsor);
+    });
+    let status = if found && had { 204 } else { 404 };
+    record_user_call(&s, "DELETE", path, Value::Null, status);
+    if status == 204 {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        not_found(&sponsor).1
+    }
+}
+
+/// `DELETE /groups/{id}/members/{member}/$ref`; a non-member is 400 "One or more removed
+/// object references do not exist".
+async fn remove_member(
+    State(s): State<Arc<Shared>>,
+    Path((group, member)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/groups/{group}/members/{member}/$ref");
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    let status = {
+        let mut inner = s.inner.lock().unwrap();
+        match inner.groups.get_mut(&group) {
+            None => 404,
+            Some(members) if members.contains(&member) => {
+                members.retain(|m| m != &member);
+                204
+            }
+            Some(_) => 400,
+        }
+    };
+    record_user_call(&s, "DELETE", path, Value::Null, status);
+    match status {
+        204 => StatusCode::NO_CONTENT.into_response(),
+        400 => graph_error(
+            400,
+            "Request_BadRequest",
+            "One or more removed object references do not exist for the following modified properties: 'members'.",
+        ),
+        _ => not_found(&group).1,
+    }
 }

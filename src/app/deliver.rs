@@ -2,15 +2,25 @@
 //! and remember where the link went.
 
 use super::errors::delivery_problem;
-use super::execute::{Run, log_unrecorded};
+use super::execute::{Run, epoch_secs, log_unrecorded};
 use super::invite::Invited;
+use super::notify::is_notice_record;
 use super::plan::Purpose;
 use super::{App, GroupOutcome, GroupStatus};
 use crate::delivery::{DeliveryError, Message};
 use crate::graph::{GraphError, GroupAdd};
 use crate::problem::Problem;
 use crate::resilience::retry;
-use crate::store::Invitee;
+use crate::store::{GuestState, Invitee, Tracking};
+
+/// The channels the link reached (the record also names the notices sent).
+pub(crate) fn links_delivered(recorded: &[String]) -> Vec<String> {
+    recorded
+        .iter()
+        .filter(|r| !is_notice_record(r))
+        .cloned()
+        .collect()
+}
 
 impl App {
     /// Sends the link to each channel not yet delivered, recording each as it succeeds. When
@@ -23,7 +33,7 @@ impl App {
         let pending = run.pending();
         let Invited::Fresh(invitation) = invited else {
             // Recorded: nothing is pending.
-            return Ok(run.progress.delivered.clone());
+            return Ok(links_delivered(&run.progress.delivered));
         };
         let plan = run.plan;
         let msg = Message {
@@ -56,11 +66,11 @@ impl App {
             );
             return Err(delivery_problem(
                 invitation,
-                &run.progress.delivered,
+                &links_delivered(&run.progress.delivered),
                 &failed,
             ));
         }
-        Ok(run.progress.delivered.clone())
+        Ok(links_delivered(&run.progress.delivered))
     }
 
     /// One channel, retried within the deadline.
@@ -92,7 +102,7 @@ impl App {
     /// Adds the guest to each group, retrying replication delays. Idempotent ("already a
     /// member" counts as done), so a resumed run simply repeats it. A failure is reported and
     /// alarmed, and never undoes the delivered invitation.
-    pub(crate) async fn join_groups(&self, run: &Run<'_>, user_id: &str) -> Vec<GroupOutcome> {
+    pub(crate) async fn join_groups(&self, run: &mut Run<'_>, user_id: &str) -> Vec<GroupOutcome> {
         let mut out = Vec::new();
         for id in &run.plan.groups {
             let attempt = || async {
@@ -115,6 +125,9 @@ impl App {
                     (GroupStatus::Failed, Some(e.to_string()))
                 }
             };
+            if status != GroupStatus::Failed {
+                run.joined.push(id.clone());
+            }
             out.push(GroupOutcome {
                 id: id.clone(),
                 status,
@@ -130,9 +143,20 @@ impl App {
     pub(crate) async fn remember(&self, run: &Run<'_>, user_id: &str, delivered: &[String]) {
         let key = &run.plan.key;
         if run.plan.purpose == Purpose::Invitation {
+            let known = run.known.clone().unwrap_or_default();
+            let mut groups = known.groups;
+            for g in &run.joined {
+                if !groups.contains(g) {
+                    groups.push(g.clone());
+                }
+            }
             let invitee = Invitee {
                 event: key.clone(),
                 channels: delivered.to_vec(),
+                groups,
+                owner_id: run.owner_id.clone().or(known.owner_id),
+                state: GuestState::Pending,
+                tracking: Some((Tracking::Pending, epoch_secs())),
             };
             log_unrecorded(self.store.remember_invitee(user_id, invitee).await);
         }

@@ -1,16 +1,19 @@
-//! The pipeline's order: claim → decide → prepare → invite → deliver → join groups → remember,
-//! and the one place a claim ends. A resumed event runs the same steps; each skips what the
+//! The pipeline's order — claim → decide → prepare → invite → (reinstate) → deliver → stamp →
+//! sync sponsors → join groups → remember for an invitation, the offboarding steps for an
+//! offboarding — and the one place a claim ends. A resumed event runs the same steps; each skips what the
 //! recorded progress says an earlier attempt finished.
 
 use std::sync::Arc;
 
 use super::errors::{in_progress, store_unavailable};
 use super::invite::Decided;
-use super::plan::Plan;
+use super::notify::About;
+use super::plan::{Plan, Purpose};
 use super::{ANSWER_MARGIN, App, Keyring, Outcome};
+use crate::delivery::NoticeKind;
 use crate::problem::Problem;
 use crate::resilience::Deadline;
-use crate::store::{Claim, Progress, StoreError};
+use crate::store::{Claim, Invitee, Progress, StoreError};
 
 /// One execution of a plan: what every step reads.
 pub(crate) struct Run<'a> {
@@ -21,6 +24,19 @@ pub(crate) struct Run<'a> {
     pub progress: Progress,
     /// The sender's id for this delivery (replay detection), when its scheme has one.
     pub sender_id: Option<&'a str>,
+    /// The owner's object id, once resolved (the sponsor the relay keeps).
+    pub owner_id: Option<String>,
+    /// Groups the guest is in through this run.
+    pub joined: Vec<String>,
+    /// What the relay knew of this guest before the run (their pointer).
+    pub known: Option<Invitee>,
+}
+
+/// Seconds since the epoch, for records.
+pub(crate) fn epoch_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Run<'_> {
@@ -65,6 +81,9 @@ impl App {
             deadline,
             progress,
             sender_id,
+            owner_id: None,
+            joined: Vec::new(),
+            known: None,
         };
         // Boxed: the steps' futures nest deeply, and one allocation per event keeps the
         // function's state machine within the compiler's layout depth in release builds.
@@ -78,22 +97,66 @@ impl App {
     }
 
     async fn steps(&self, run: &mut Run<'_>) -> Result<Outcome, Problem> {
+        if run.plan.purpose == Purpose::Offboard {
+            return self.offboard(run).await;
+        }
         let request = match self.decide(run).await? {
-            Decided::Exists(outcome) => return Ok(outcome),
+            Decided::Exists(outcome) => return Ok(self.keep_true(run, outcome).await),
             Decided::Invite(request) => request,
         };
         let request = self.prepare(run, *request).await?;
         let invited = self.invite(run, &request).await?;
+        let user_id = invited.user_id().to_owned();
+        run.known = self.known(&user_id).await;
+        self.reinstate(run, &user_id).await;
         let delivered = self.deliver(run, &invited).await?;
-        let groups = self.join_groups(run, invited.user_id()).await;
-        self.remember(run, invited.user_id(), &delivered).await;
+        let profile = self.stamp(run, &user_id).await;
+        self.sync_sponsors(run, &user_id).await;
+        let groups = self.join_groups(run, &user_id).await;
+        self.remember(run, &user_id, &delivered).await;
         Ok(Outcome::Invited {
             event_id: run.plan.key.event_id.clone(),
             invitation_id: invited.invitation_id().to_owned(),
-            invited_user_id: invited.user_id().to_owned(),
+            invited_user_id: user_id,
             delivered,
             groups,
+            profile,
         })
+    }
+}
+
+impl App {
+    /// A lifecycle notice from the sweep, under its own key: claimed, sent to each channel not
+    /// yet recorded, and the claim ended here (completed once every channel has it). `false`
+    /// when an earlier sweep already sent it.
+    pub(crate) async fn execute_notice(
+        &self,
+        keys: &Arc<Keyring>,
+        deadline: Deadline,
+        about: &About<'_>,
+        kind: NoticeKind,
+        extra: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<bool, Problem> {
+        let lock_for = deadline.remaining() + ANSWER_MARGIN;
+        let progress = match self
+            .store
+            .claim(about.record, lock_for)
+            .await
+            .map_err(store_unavailable)?
+        {
+            Claim::Completed(_) => return Ok(false),
+            Claim::InProgress => return Err(in_progress()),
+            Claim::Acquired(progress) => progress,
+        };
+        let everywhere = self
+            .notice_steps(keys, deadline, about, kind, extra, &progress.delivered)
+            .await;
+        if everywhere {
+            log_unrecorded(self.store.complete(about.record).await);
+        } else {
+            log_unrecorded(self.store.release(about.record).await);
+        }
+        Ok(true)
     }
 }
 

@@ -13,7 +13,7 @@ use crate::domain::{DisplayName, InvitationRequest, InviteeEmail, UserType};
 use crate::graph::DirectoryUser;
 use crate::problem::Problem;
 use crate::resilience::{Deadline, retry};
-use crate::store::EventKey;
+use crate::store::{EventKey, Invitee};
 
 /// The source name follow-up records are kept under.
 pub const FOLLOW_UP_SOURCE: &str = "follow-up";
@@ -82,17 +82,19 @@ impl App {
         let mut out = Vec::new();
         for g in guests.into_iter().filter(DirectoryUser::is_guest) {
             let item = self
-                .follow_up_one(&keys, g, after_days, resend, deadline)
+                .follow_up_one(&keys, g, None, after_days, resend, deadline)
                 .await?;
             out.push(item);
         }
         Ok(out)
     }
 
-    async fn follow_up_one(
+    /// One pending guest: `known` is the guest's record when the caller has read it already.
+    pub(crate) async fn follow_up_one(
         &self,
         keys: &std::sync::Arc<Keyring>,
         g: DirectoryUser,
+        known: Option<Invitee>,
         after_days: u64,
         resend: bool,
         deadline: Deadline,
@@ -109,7 +111,11 @@ impl App {
         if days < after_days {
             return Ok(item);
         }
-        let Some(pointer) = self.store.invitee(&g.id).await.map_err(store_unavailable)? else {
+        let pointer = match known {
+            Some(k) => Some(k),
+            None => self.store.invitee(&g.id).await.map_err(store_unavailable)?,
+        };
+        let Some(pointer) = pointer else {
             item.action = FollowUpAction::NoRecord;
             return Ok(item);
         };
@@ -135,27 +141,14 @@ impl App {
             }
             (true, Some(email), false) => email,
         };
-        let redirect = match self.config.invitees.redirect.choose(None) {
-            Ok(r) => r,
-            Err(e) => {
+        let plan = match self.reminder_plan(&g, email, days / after_days, &item.channels) {
+            Ok(plan) => plan,
+            Err(reason) => {
                 item.action = FollowUpAction::Failed;
-                item.reason = Some(e.to_string());
+                item.reason = Some(reason);
                 return Ok(item);
             }
         };
-        let plan = Plan::reminder(
-            EventKey {
-                source: FOLLOW_UP_SOURCE.into(),
-                event_id: format!("{}:{}", g.id, days / after_days),
-            },
-            InvitationRequest::new(
-                email,
-                g.display_name.as_deref().and_then(DisplayName::parse),
-                UserType::Guest,
-                redirect,
-            ),
-            item.channels.clone(),
-        );
         match self.execute(&plan, keys, deadline, None).await {
             Ok(Outcome::Duplicate { .. }) => item.action = FollowUpAction::AlreadyReminded,
             Ok(_) => item.action = FollowUpAction::Resent,
@@ -166,6 +159,35 @@ impl App {
         }
         tracing::info!(invited_user_id = %item.invited_user_id, days_pending = days, action = ?item.action, "follow-up");
         Ok(item)
+    }
+
+    /// The reminder for this period: a new invitation for the guest through `channels`.
+    fn reminder_plan(
+        &self,
+        g: &DirectoryUser,
+        email: InviteeEmail,
+        period: u64,
+        channels: &[String],
+    ) -> Result<Plan, String> {
+        let redirect = self
+            .config
+            .invitees
+            .redirect
+            .choose(None)
+            .map_err(|e| e.to_string())?;
+        Ok(Plan::reminder(
+            EventKey {
+                source: FOLLOW_UP_SOURCE.into(),
+                event_id: format!("{}:{period}", g.id),
+            },
+            InvitationRequest::new(
+                email,
+                g.display_name.as_deref().and_then(DisplayName::parse),
+                UserType::Guest,
+                redirect,
+            ),
+            channels.to_vec(),
+        ))
     }
 }
 

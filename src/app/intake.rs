@@ -9,7 +9,7 @@ use super::errors::{queue_unavailable, secret_unavailable, store_unavailable, un
 use super::plan::{Plan, PlanInputs};
 use super::{App, Keyring, Outcome};
 use crate::config::Mode;
-use crate::inbound::{CrmEvent, Interpretation, Source};
+use crate::inbound::{Action, CrmEvent, Interpretation, Source};
 use crate::problem::{Problem, ProblemKind};
 use crate::queue::{QueueError, QueuedEvent};
 use crate::resilience::Deadline;
@@ -35,6 +35,7 @@ impl App {
             delivery: &self.config.delivery,
             groups: &self.config.policy.groups,
             channels: &keys.channels,
+            offboarding: self.config.policy.offboarding.enabled,
         };
         super::plan::build(&inputs, &source.name, event)
     }
@@ -51,6 +52,14 @@ impl App {
     ) -> Result<Outcome, Problem> {
         let span = event_span(&source.name, keys, &event.event_id);
         async {
+            if event.action == Action::Offboard && !self.config.policy.offboarding.enabled {
+                // A preset maps "partnership ended" events; a relay without an offboarding
+                // policy answers them as it answers any event it doesn't act on.
+                tracing::info!("offboarding event ignored: offboarding is not enabled");
+                return Ok(Outcome::Ignored {
+                    event_id: event.event_id,
+                });
+            }
             let plan = self.plan(source, &event, keys)?;
             tracing::info!(invitee = %keys.hasher.hash(&plan.request.invited_user_email_address), "event accepted");
             match self.config.processing.mode {

@@ -78,6 +78,7 @@ impl App {
                         event_id: run.plan.key.event_id.clone(),
                         invited_user_id: user_id,
                         why,
+                        profile: None,
                     })
                 }
                 Decision::Reset(user_id) => {
@@ -95,11 +96,11 @@ impl App {
     /// channel asks for it.
     pub(crate) async fn prepare(
         &self,
-        run: &Run<'_>,
+        run: &mut Run<'_>,
         mut request: InvitationRequest,
     ) -> Result<InvitationRequest, Problem> {
         if run.plan.purpose == Purpose::Invitation {
-            request.invited_user_sponsors = self.sponsors(run).await;
+            request.invited_user_sponsors = self.resolve_sponsors(run).await;
         }
         if let Some(ch) = graph_mail(run) {
             let ctx = crate::delivery::context(
@@ -132,7 +133,7 @@ impl App {
     /// The configured sponsors and, with `sponsor_owner`, the event's owner (by object id, or
     /// resolved from their email). An owner who can't be resolved is logged and left out: the
     /// invitation goes ahead.
-    async fn sponsors(&self, run: &Run<'_>) -> Vec<String> {
+    pub(crate) async fn resolve_sponsors(&self, run: &mut Run<'_>) -> Vec<String> {
         let policy = &self.config.policy;
         let mut ids = policy.sponsors.clone();
         let details = &run.plan.details;
@@ -142,10 +143,11 @@ impl App {
             (None, Some(email)) => self.member_id(run, email).await,
             (None, None) => None,
         };
-        if let Some(id) = owner
-            && !ids.contains(&id)
-        {
-            ids.insert(0, id);
+        if let Some(id) = owner {
+            if !ids.contains(&id) {
+                ids.insert(0, id.clone());
+            }
+            run.owner_id = Some(id);
         }
         if ids.len() > MAX_SPONSORS {
             tracing::warn!(

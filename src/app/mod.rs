@@ -18,20 +18,28 @@ mod deliver;
 mod errors;
 mod execute;
 mod follow_up;
+mod guest;
 mod intake;
 mod invite;
 mod keyring;
+mod notify;
+mod offboard;
 mod outcome;
 mod plan;
 mod startup;
+mod sweep;
 mod webhook;
 
 use std::time::Duration;
 
 pub use follow_up::{FOLLOW_UP_SOURCE, FollowUp, FollowUpAction};
 pub use keyring::{Keyring, SourceKeys};
-pub use outcome::{ExistsBecause, GroupOutcome, GroupStatus, Outcome};
+pub use outcome::{
+    ExistsBecause, GroupOutcome, GroupStatus, OffboardAction, Outcome, ProfileOutcome,
+    ProfileStatus,
+};
 pub use startup::InitError;
+pub use sweep::SweepAction;
 
 use crate::config::Config;
 use crate::delivery::Deliverer;

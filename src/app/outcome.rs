@@ -25,6 +25,9 @@ pub enum Outcome {
         delivered: Vec<String>,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         groups: Vec<GroupOutcome>,
+        /// The guest's properties and provenance, when any are configured.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        profile: Option<ProfileOutcome>,
     },
     /// The invitee already exists and the existing-user policy says not to invite.
     Exists {
@@ -32,7 +35,21 @@ pub enum Outcome {
         invited_user_id: String,
         #[serde(rename = "existing")]
         why: ExistsBecause,
+        /// The guest's properties, written for a guest the relay invited.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        profile: Option<ProfileOutcome>,
     },
+    /// An offboarding: what was done to the guest (or, with `dryRun`, would be).
+    Offboarded {
+        event_id: String,
+        invited_user_id: String,
+        actions: Vec<OffboardAction>,
+        dry_run: bool,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        notified: Vec<String>,
+    },
+    /// An offboarding for a partner the directory doesn't know: nothing to do.
+    NothingToDo { event_id: String },
     /// The event was processed before: what that processing recorded.
     Duplicate {
         event_id: String,
@@ -45,7 +62,7 @@ pub enum Outcome {
 impl Outcome {
     /// A duplicate of the completed event `key`, from its record.
     pub fn duplicate(key: &EventKey, progress: Progress) -> Self {
-        let mut delivered = progress.delivered;
+        let mut delivered = super::deliver::links_delivered(&progress.delivered);
         delivered.sort();
         Outcome::Duplicate {
             event_id: key.event_id.clone(),
@@ -62,6 +79,8 @@ impl Outcome {
             Outcome::Queued { .. } => "queued",
             Outcome::Invited { .. } => "invited",
             Outcome::Exists { .. } => "exists",
+            Outcome::Offboarded { .. } => "offboarded",
+            Outcome::NothingToDo { .. } => "nothing-to-do",
             Outcome::Duplicate { .. } => "duplicate",
         }
     }
@@ -69,6 +88,49 @@ impl Outcome {
     /// The answer as JSON.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("an outcome serialises")
+    }
+}
+
+/// What writing the guest's properties and provenance came to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileOutcome {
+    pub status: ProfileStatus,
+    /// The properties Graph refused (names only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProfileStatus {
+    Updated,
+    /// Written by an earlier attempt.
+    AlreadyUpdated,
+    /// Some properties were refused (`failed` names them); the rest are written.
+    Partial,
+    Failed,
+}
+
+/// One action of an offboarding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OffboardAction {
+    GroupsRemoved,
+    SignInBlocked,
+    SessionsRevoked,
+    DeletionScheduled,
+}
+
+impl OffboardAction {
+    /// The progress record's name for this step.
+    pub fn step(self) -> &'static str {
+        match self {
+            OffboardAction::GroupsRemoved => "offboard:groups",
+            OffboardAction::SignInBlocked => "offboard:blocked",
+            OffboardAction::SessionsRevoked => "offboard:revoked",
+            OffboardAction::DeletionScheduled => "offboard:deletion",
+        }
     }
 }
 
@@ -104,6 +166,7 @@ mod tests {
             invited_user_id: "u".into(),
             delivered: vec!["slack".into()],
             groups: Vec::new(),
+            profile: None,
         };
         assert_eq!(
             invited.to_json(),
@@ -113,6 +176,7 @@ mod tests {
             event_id: "e".into(),
             invited_user_id: "u".into(),
             why: ExistsBecause::Redeemed,
+            profile: None,
         };
         assert_eq!(
             exists.to_json(),
@@ -127,6 +191,7 @@ mod tests {
                 invitation_id: None,
                 invited_user_id: None,
                 delivered: vec!["webhook".into(), "slack".into()],
+                steps: Vec::new(),
             },
         );
         assert_eq!(

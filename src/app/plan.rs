@@ -2,9 +2,13 @@
 //! function. Pure — no I/O — so each refusal is unit-tested here.
 
 use crate::config::InviteePolicy;
+use crate::delivery::NoticeKind;
 use crate::delivery::{Channel, DeliveryConfig, Message};
-use crate::domain::{DisplayName, EventDetails, InvitationRequest, InviteeEmail, UserType};
-use crate::inbound::CrmEvent;
+use crate::domain::{
+    DisplayName, EventDetails, InvitationRequest, InviteeEmail, Profile, Provenance, UserType,
+    parse_date,
+};
+use crate::inbound::{Action, CrmEvent};
 use crate::problem::{Problem, ProblemKind};
 use crate::store::EventKey;
 
@@ -16,6 +20,8 @@ pub(crate) enum Purpose {
     /// A fresh link for a guest still pending: none of those (the first invitation applied
     /// them), and no new invitee pointer.
     Reminder,
+    /// The partnership ended: the offboarding policy, on a guest the relay invited.
+    Offboard,
 }
 
 /// An event ready for Graph: every value validated.
@@ -29,18 +35,28 @@ pub(crate) struct Plan {
     /// Groups to join: `[invitations] groups` and the route's.
     pub groups: Vec<String>,
     pub details: EventDetails,
+    /// Properties to write onto the guest after the invitation.
+    pub profile: Profile,
+    /// Where the guest came from (written when `[invitations.provenance]` names slots).
+    pub provenance: Provenance,
 }
 
 impl Plan {
     /// A reminder for a pending guest, under the follow-up's own key.
     pub fn reminder(key: EventKey, request: InvitationRequest, channels: Vec<String>) -> Self {
         Self {
+            provenance: Provenance {
+                source: key.source.clone(),
+                event_id: key.event_id.clone(),
+                ..Provenance::default()
+            },
             key,
             purpose: Purpose::Reminder,
             request,
             channels,
             groups: Vec::new(),
             details: EventDetails::default(),
+            profile: Profile::default(),
         }
     }
 }
@@ -52,6 +68,8 @@ pub(crate) struct PlanInputs<'a> {
     /// `[invitations] groups`.
     pub groups: &'a [String],
     pub channels: &'a [Channel],
+    /// Offboarding events are taken (`[offboarding] enabled`).
+    pub offboarding: bool,
 }
 
 /// Validates every value the invitation and delivery need.
@@ -63,11 +81,15 @@ pub(crate) fn build(
     source: &str,
     event: &CrmEvent,
 ) -> Result<Plan, Problem> {
+    if event.action == Action::Offboard {
+        return offboarding(inputs, source, event);
+    }
     let email = InviteeEmail::parse(&event.email)
         .and_then(|e| inputs.invitees.domains.check(&e).map(|()| e))
         .map_err(|rule| {
             Problem::new(ProblemKind::InvalidInvitee, rule.to_string()).with("field", "email")
         })?;
+    let (profile, provenance) = profile_and_provenance(source, event)?;
     let user_type = user_type(inputs, event.user_type.as_deref())?;
     let redirect = inputs
         .invitees
@@ -118,7 +140,118 @@ pub(crate) fn build(
         channels,
         groups,
         details,
+        profile,
+        provenance,
     })
+}
+
+/// The guest's properties and provenance, checked against Graph's rules.
+fn profile_and_provenance(
+    source: &str,
+    event: &CrmEvent,
+) -> Result<(Profile, Provenance), Problem> {
+    let profile = Profile::parse(&event.profile).map_err(|e| {
+        Problem::new(
+            ProblemKind::Unprocessable,
+            format!("profile.{}: {}", e.property, e.rule),
+        )
+        .with("field", format!("profile.{}", e.property))
+    })?;
+    let contract_end = match &event.contract_end {
+        None => None,
+        Some(raw) => Some(parse_date(raw).ok_or_else(|| {
+            Problem::new(
+                ProblemKind::Unprocessable,
+                "contract_end is not a date (YYYY-MM-DD)",
+            )
+            .with("field", "contractEnd")
+        })?),
+    };
+    Ok((
+        profile,
+        Provenance {
+            source: source.to_owned(),
+            record_id: event.record_id.clone(),
+            event_id: event.event_id.clone(),
+            contract_end,
+        },
+    ))
+}
+
+/// An offboarding event: only the partner's address is needed (the guest is found by it);
+/// refused unless offboarding is enabled.
+fn offboarding(inputs: &PlanInputs<'_>, source: &str, event: &CrmEvent) -> Result<Plan, Problem> {
+    if !inputs.offboarding {
+        return Err(Problem::new(
+            ProblemKind::Unprocessable,
+            "offboarding is not enabled ([offboarding] enabled = true)",
+        )
+        .with("field", "action"));
+    }
+    let email = InviteeEmail::parse(&event.email).map_err(|rule| {
+        Problem::new(ProblemKind::InvalidInvitee, rule.to_string()).with("field", "email")
+    })?;
+    let details = event
+        .details()
+        .map_err(|e| Problem::new(ProblemKind::Unprocessable, e).with("field", "owner"))?;
+    let redirect = inputs
+        .invitees
+        .redirect
+        .choose(None)
+        .map_err(|rule| Problem::new(ProblemKind::RedirectNotAllowed, rule.to_string()))?;
+    let (channels, _) = notice_channels(
+        inputs,
+        NoticeKind::GuestOffboarded,
+        source,
+        event,
+        &email,
+        &details,
+    )?;
+    Ok(Plan {
+        key: EventKey {
+            source: source.to_owned(),
+            event_id: event.event_id.clone(),
+        },
+        purpose: Purpose::Offboard,
+        request: InvitationRequest::new(email, None, UserType::Guest, redirect),
+        channels,
+        groups: inputs.groups.to_vec(),
+        details,
+        profile: Profile::default(),
+        provenance: Provenance {
+            source: source.to_owned(),
+            event_id: event.event_id.clone(),
+            ..Provenance::default()
+        },
+    })
+}
+
+/// The channels a route names for a lifecycle notice of `kind` (none without such a route).
+fn notice_channels(
+    inputs: &PlanInputs<'_>,
+    kind: NoticeKind,
+    source: &str,
+    event: &CrmEvent,
+    email: &InviteeEmail,
+    details: &EventDetails,
+) -> Result<(Vec<String>, Vec<String>), Problem> {
+    let ctx = crate::delivery::context(
+        source,
+        &event.event_id,
+        email.as_str(),
+        event.display_name.as_deref(),
+        details,
+        None,
+        None,
+    );
+    let route = inputs
+        .delivery
+        .routes
+        .choose_for(kind, &ctx)
+        .map_err(|e| Problem::new(ProblemKind::Unprocessable, e).with("field", "routes"))?;
+    Ok(route.map_or((Vec::new(), Vec::new()), |r| {
+        (r.channels.clone(), Vec::new())
+    }))
 }
 
 fn user_type(inputs: &PlanInputs<'_>, raw: Option<&str>) -> Result<UserType, Problem> {
@@ -306,6 +439,7 @@ mod tests {
             delivery: &c.delivery,
             groups: &c.policy.groups,
             channels: &ch,
+            offboarding: c.policy.offboarding.enabled,
         };
         build(&inputs, "generic", e)
     }
@@ -391,6 +525,7 @@ mod tests {
             delivery: &c.delivery,
             groups: &[],
             channels: &ch,
+            offboarding: false,
         };
         let outsider = EventDetails {
             owner_email: Some("grace@elsewhere.example".into()),

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::{ConfigError, err};
 use crate::delivery::{Brand, ChannelSpec, DeliveryConfig, RouteSpec};
 use crate::inbound::{Source, SourceSpec};
-use crate::policy::{InvitationSpec, Policy};
+use crate::policy::{InvitationSpec, OffboardingSpec, Policy};
 
 /// Built-in source presets, compiled into the binary. `RELAY_CONFIG` may add sources or
 /// override fields of these.
@@ -40,6 +40,8 @@ struct RelayFile {
     brand: Brand,
     #[serde(default)]
     invitations: InvitationSpec,
+    #[serde(default)]
+    offboarding: OffboardingSpec,
 }
 
 /// What `RELAY_CONFIG` (with the presets) defines.
@@ -81,7 +83,7 @@ pub fn load_relay(
         &|r| locate(&label, &text, r),
     )
     .map_err(labelled)?;
-    let policy = Policy::compile(user.invitations).map_err(labelled)?;
+    let policy = Policy::compile(user.invitations, user.offboarding).map_err(labelled)?;
     let sources = compile_sources(user.sources, &label, &text)?;
     Ok(Relay {
         sources,

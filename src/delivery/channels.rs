@@ -191,6 +191,7 @@ impl DeliveryConfig {
         }
         let names: Vec<String> = channels.iter().map(|c| c.name.clone()).collect();
         let routes = Routes::compile(routes, declared.then_some(names.as_slice()), locate)?;
+        check_notice_routes(&routes, &channels)?;
         let templates = Templates::build(&template_specs, brand)?;
         Ok(Self {
             channels,
@@ -207,6 +208,28 @@ impl DeliveryConfig {
             .filter_map(|c| c.email.as_ref().map(|e| e.region.clone()))
             .collect()
     }
+}
+
+/// Lifecycle notices go to Slack, Teams or the signed webhook: an email channel writes to the
+/// partner, not the owner.
+fn check_notice_routes(routes: &Routes, channels: &[ChannelConfig]) -> Result<(), String> {
+    for r in routes.all() {
+        let notices =
+            r.on.iter()
+                .any(|k| *k != super::NoticeKind::InvitationCreated);
+        let bad = r.channels.iter().find(|name| {
+            channels.iter().any(|c| {
+                &c.name == *name && matches!(c.kind, ChannelKind::Email | ChannelKind::Microsoft)
+            })
+        });
+        if let (true, Some(c)) = (notices, bad) {
+            return Err(format!(
+                "route {}: lifecycle notices go to slack, teams or webhook channels, not {c:?}",
+                r.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_brand(b: &Brand) -> Result<(), String> {

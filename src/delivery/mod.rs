@@ -16,6 +16,7 @@ mod email;
 mod escape;
 pub mod guard;
 mod message;
+pub mod notice;
 pub mod preview;
 mod render;
 pub mod routing;
@@ -31,6 +32,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub use channels::{ChannelConfig, ChannelKind, ChannelSpec, DeliveryConfig, EmailSettings};
 pub use message::{Message, context, sample_invitation};
+pub use notice::{Notice, NoticeKind};
 pub use render::{Rendered, microsoft_message, render};
 pub use routing::{Route, RouteSpec, Routes};
 pub use target::Channel;
@@ -130,6 +132,47 @@ impl Deliverer {
                 ));
             }
         };
+        self.dispatch(request).await
+    }
+
+    /// Sends a lifecycle notice over `channel` (Slack, Teams or the signed webhook).
+    ///
+    /// # Errors
+    /// [`DeliveryError`], as for [`Deliverer::send`]; a channel that can't carry notices is
+    /// refused.
+    #[tracing::instrument(name = "notify", skip_all, fields(channel = %channel.name, notice = notice.kind.name()))]
+    pub async fn notify(
+        &self,
+        channel: &Channel,
+        notice: &Notice<'_>,
+    ) -> Result<(), DeliveryError> {
+        let body = notice
+            .render(channel.kind, &channel.name)
+            .ok_or_else(|| DeliveryError::Refused("this channel carries no notices".into()))?;
+        let request = match &channel.target {
+            Target::Slack { url } | Target::Teams { url } => self.post(url)?.json(&body),
+            Target::Webhook { url, signer } => {
+                let id = webhook::message_id(
+                    notice.source,
+                    notice.event_id,
+                    &format!("{}#{}", channel.name, notice.kind.name()),
+                );
+                let (headers, body) = webhook::sign(signer, id, &body)?;
+                self.post(url)?
+                    .headers(headers)
+                    .header("content-type", "application/json")
+                    .body(body)
+            }
+            _ => {
+                return Err(DeliveryError::Refused(
+                    "this channel carries no notices".into(),
+                ));
+            }
+        };
+        self.dispatch(request).await
+    }
+
+    async fn dispatch(&self, request: reqwest::RequestBuilder) -> Result<(), DeliveryError> {
         let resp = request.send().await.map_err(|e| {
             if guard::refused_by_guard(&e) {
                 // A name that resolved inward: permanent, not worth retrying.

@@ -5,6 +5,7 @@
 use minijinja::Value;
 use serde::Deserialize;
 
+use super::notice::NoticeKind;
 use crate::expr::Expr;
 
 /// A rule as written in `[[routes]]`.
@@ -20,6 +21,10 @@ pub struct RouteSpec {
     /// Groups (object ids) guests on this route join, besides `[invitations] groups`.
     #[serde(default)]
     pub groups: Vec<String>,
+    /// The events this rule routes: `invitation.created` (the link, the default) and the
+    /// lifecycle notices (`invitation.redeemed`, `guest.offboarded`, …).
+    #[serde(default)]
+    pub on: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -28,6 +33,7 @@ pub struct Route {
     when: Option<Expr>,
     pub channels: Vec<String>,
     pub groups: Vec<String>,
+    pub on: Vec<NoticeKind>,
 }
 
 /// The compiled rules, in order.
@@ -61,11 +67,18 @@ impl Routes {
                 })
                 .transpose()?;
             crate::domain::object_id::check_ids(&format!("{at}.groups"), &spec.groups)?;
+            let on = route_events(&at, &spec.on)?;
+            if !spec.groups.is_empty() && !on.contains(&NoticeKind::InvitationCreated) {
+                return Err(format!(
+                    "{at}.groups: only a route of invitation.created adds groups"
+                ));
+            }
             let route = Route {
                 name: spec.name.unwrap_or_else(|| format!("route-{}", i + 1)),
                 when,
                 channels: spec.channels,
                 groups: spec.groups,
+                on,
             };
             if let Some(known) = known {
                 route
@@ -93,12 +106,30 @@ impl Routes {
         Ok(())
     }
 
-    /// The first rule that matches `ctx`.
+    /// The first rule for the link (`invitation.created`) that matches `ctx`.
     ///
     /// # Errors
     /// A rule's expression failed to evaluate (the message names the rule, not the values).
     pub fn choose(&self, ctx: &Value) -> Result<Option<&Route>, String> {
-        for r in &self.0 {
+        self.choose_for(NoticeKind::InvitationCreated, ctx)
+    }
+
+    /// Whether any rule routes `kind`.
+    pub fn routes(&self, kind: NoticeKind) -> bool {
+        self.0.iter().any(|r| r.on.contains(&kind))
+    }
+
+    /// Every rule, for start-up checks.
+    pub fn all(&self) -> impl Iterator<Item = &Route> {
+        self.0.iter()
+    }
+
+    /// The first rule for `kind` that matches `ctx`.
+    ///
+    /// # Errors
+    /// A rule's expression failed to evaluate.
+    pub fn choose_for(&self, kind: NoticeKind, ctx: &Value) -> Result<Option<&Route>, String> {
+        for r in self.0.iter().filter(|r| r.on.contains(&kind)) {
             let Some(when) = &r.when else {
                 return Ok(Some(r));
             };
@@ -111,6 +142,23 @@ impl Routes {
         }
         Ok(None)
     }
+}
+
+/// `on`: the events a rule routes (default: the link, `invitation.created`).
+fn route_events(at: &str, on: &[String]) -> Result<Vec<NoticeKind>, String> {
+    if on.is_empty() {
+        return Ok(vec![NoticeKind::InvitationCreated]);
+    }
+    on.iter()
+        .map(|e| {
+            NoticeKind::parse(e).ok_or_else(|| {
+                format!(
+                    "{at}.on: {e:?} is not an event (one of {})",
+                    NoticeKind::ALL.map(NoticeKind::name).join(", ")
+                )
+            })
+        })
+        .collect()
 }
 
 impl Route {

@@ -49,8 +49,17 @@ pub fn signed(
     msg: &Message<'_>,
     body: &Value,
 ) -> Result<(HeaderMap, String), DeliveryError> {
+    sign(signer, message_id(msg.source, msg.event_id, channel), body)
+}
+
+/// Standard Webhooks headers for `body` under the message id `id` (stable per event, channel
+/// and kind of message, so a receiver can drop a retry).
+pub fn sign(
+    signer: &crate::standard_webhooks::WebhookKey,
+    id: String,
+    body: &Value,
+) -> Result<(HeaderMap, String), DeliveryError> {
     let body = body.to_string();
-    let id = message_id(msg.source, msg.event_id, channel);
     let ts = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|_| DeliveryError::Unavailable("clock before 1970".into()))?

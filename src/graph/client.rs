@@ -15,7 +15,7 @@ pub struct GraphClient {
     http: reqwest::Client,
     invitations: String,
     /// `{graph}/v1.0`
-    api: String,
+    pub(super) api: String,
     tokens: TokenProvider,
 }
 
@@ -45,6 +45,12 @@ pub struct DirectoryUser {
     pub external_user_state_change_date_time: Option<String>,
     pub mail: Option<String>,
     pub display_name: Option<String>,
+    #[serde(default)]
+    pub account_enabled: Option<bool>,
+    /// `extensionAttribute1`–`15`, where the relay writes provenance.
+    #[serde(default)]
+    pub on_premises_extension_attributes:
+        Option<std::collections::BTreeMap<String, Option<String>>>,
 }
 
 impl DirectoryUser {
@@ -53,6 +59,15 @@ impl DirectoryUser {
     }
     pub fn has_redeemed(&self) -> bool {
         self.external_user_state.as_deref() == Some("Accepted")
+    }
+
+    /// The value of an `onPremisesExtensionAttributes` slot (`extensionAttribute10`).
+    pub fn extension_attribute(&self, slot: &str) -> Option<&str> {
+        self.on_premises_extension_attributes
+            .as_ref()?
+            .get(slot)?
+            .as_deref()
+            .filter(|v| !v.is_empty())
     }
 }
 
@@ -81,8 +96,7 @@ pub fn existing_user_filter(email: &str) -> String {
 /// Most pages one listing follows: 100 pages of 999 users.
 const MAX_PAGES: usize = 100;
 
-const USER_SELECT: &str =
-    "id,userType,externalUserState,externalUserStateChangeDateTime,mail,displayName";
+pub(super) const USER_SELECT: &str = "id,userType,externalUserState,externalUserStateChangeDateTime,mail,displayName,accountEnabled,onPremisesExtensionAttributes";
 
 impl GraphClient {
     pub fn new(http: reqwest::Client, cfg: &GraphSettings) -> Self {
@@ -100,7 +114,7 @@ impl GraphClient {
 
     /// Sends one Graph request with an app-only token. A 401 drops the cached token and
     /// retries once with a fresh one. Answers the status and body of any HTTP answer.
-    async fn call(
+    pub(super) async fn call(
         &self,
         credential: &ClientCredential,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,

@@ -5,9 +5,11 @@ mod client;
 mod error;
 mod settings;
 mod token;
+mod users;
 
 pub use client::{DirectoryUser, GraphClient, GroupAdd, existing_user_filter, odata_quote};
 pub use error::GraphError;
 pub(crate) use error::whole_seconds_up;
 pub use settings::{GraphSettings, cloud_hosts};
 pub use token::{CertificateCredential, ClientCredential, TokenProvider};
+pub use users::Written;

@@ -8,4 +8,6 @@ pub mod signature;
 mod source;
 pub mod xml;
 
-pub use source::{BodyFormat, CrmEvent, Interpretation, MapError, Reply, Source, SourceSpec};
+pub use source::{
+    Action, BodyFormat, CrmEvent, Interpretation, MapError, Reply, Source, SourceSpec,
+};

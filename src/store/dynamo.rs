@@ -19,7 +19,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
-use super::{Claim, EventKey, Invitee, Progress, StoreError};
+use super::{Claim, EventKey, GuestState, Invitee, Progress, StoreError, Tracking};
 
 pub struct DynamoStore {
     client: Client,
@@ -67,6 +67,41 @@ fn progress_of(item: &HashMap<String, AttributeValue>) -> Progress {
         invitation_id: text("invitation_id"),
         invited_user_id: text("invited_user_id"),
         delivered,
+        steps: set(item, "steps"),
+    }
+}
+
+fn set(item: &HashMap<String, AttributeValue>, k: &str) -> Vec<String> {
+    let mut v = item
+        .get(k)
+        .and_then(|v| v.as_ss().ok())
+        .cloned()
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The GSI over `tracking` (`pending` | `deleting`) and `tracking_at`: the guests the sweep
+/// watches, without scanning the table. Sparse: only pointers being tracked carry `tracking`.
+pub const TRACKING_INDEX: &str = "tracking-index";
+
+fn invitee_of(item: &HashMap<String, AttributeValue>) -> Invitee {
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+    let tracking = match text("tracking").as_deref() {
+        Some("pending") => Some((Tracking::Pending, number(item, "tracking_at"))),
+        Some("deleting") => Some((Tracking::Deleting, number(item, "tracking_at"))),
+        _ => None,
+    };
+    Invitee {
+        event: EventKey {
+            source: text("source").unwrap_or_default(),
+            event_id: text("event_id").unwrap_or_default(),
+        },
+        channels: set(item, "channels"),
+        groups: set(item, "groups"),
+        owner_id: text("owner_id"),
+        state: GuestState::parse(text("state").as_deref().unwrap_or("pending")),
+        tracking,
     }
 }
 
@@ -266,9 +301,18 @@ impl DynamoStore {
             .item("id", s(format!("invitee#{user_id}")))
             .item("source", s(&invitee.event.source))
             .item("event_id", s(&invitee.event.event_id))
+            .item("state", s(invitee.state.name()))
             .item("expiration", n(expiration));
-        if !invitee.channels.is_empty() {
-            put = put.item("channels", AttributeValue::Ss(invitee.channels.clone()));
+        for (k, v) in [("channels", &invitee.channels), ("groups", &invitee.groups)] {
+            if !v.is_empty() {
+                put = put.item(k, AttributeValue::Ss(v.clone()));
+            }
+        }
+        if let Some(owner) = &invitee.owner_id {
+            put = put.item("owner_id", s(owner));
+        }
+        if let Some((t, at)) = invitee.tracking {
+            put = put.item("tracking", s(t.name())).item("tracking_at", n(at));
         }
         put.send()
             .await
@@ -277,21 +321,139 @@ impl DynamoStore {
     }
 
     pub async fn invitee(&self, user_id: &str) -> Result<Option<Invitee>, StoreError> {
-        let Some(item) = self.get(&format!("invitee#{user_id}")).await? else {
-            return Ok(None);
+        Ok(self
+            .get(&format!("invitee#{user_id}"))
+            .await?
+            .as_ref()
+            .map(invitee_of))
+    }
+
+    pub async fn record_step(&self, key: &EventKey, step: &str) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", s(item_id(key)))
+            .update_expression("ADD steps :s")
+            .expression_attribute_values(":s", AttributeValue::Ss(vec![step.to_owned()]))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_err("UpdateItem", &e))
+    }
+
+    pub async fn transition(
+        &self,
+        user_id: &str,
+        from: Option<GuestState>,
+        to: GuestState,
+        tracking: Option<(Tracking, u64)>,
+    ) -> Result<bool, StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", s(format!("invitee#{user_id}")))
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":to", s(to.name()))
+            .expression_attribute_values(
+                ":exp",
+                n((now() + super::INVITEE_RETENTION.max(self.retention)).as_secs()),
+            );
+        update = match tracking {
+            Some((t, at)) => update
+                .update_expression(
+                    "SET #state = :to, expiration = :exp, tracking = :t, tracking_at = :at",
+                )
+                .expression_attribute_values(":t", s(t.name()))
+                .expression_attribute_values(":at", n(at)),
+            None => update.update_expression(
+                "SET #state = :to, expiration = :exp REMOVE tracking, tracking_at",
+            ),
         };
-        let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
-        Ok(Some(Invitee {
-            event: EventKey {
-                source: text("source").unwrap_or_default(),
-                event_id: text("event_id").unwrap_or_default(),
-            },
-            channels: item
-                .get("channels")
-                .and_then(|v| v.as_ss().ok())
-                .cloned()
-                .unwrap_or_default(),
-        }))
+        update = match from {
+            Some(f) => update
+                .condition_expression("attribute_exists(id) AND #state = :from")
+                .expression_attribute_values(":from", s(f.name())),
+            None => update.condition_expression("attribute_exists(id)"),
+        };
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(store_err("UpdateItem", &e)),
+        }
+    }
+
+    pub async fn add_invitee_groups(
+        &self,
+        user_id: &str,
+        groups: &[String],
+    ) -> Result<(), StoreError> {
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", s(format!("invitee#{user_id}")))
+            .update_expression("ADD groups :g")
+            .condition_expression("attribute_exists(id)")
+            .expression_attribute_values(":g", AttributeValue::Ss(groups.to_vec()))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(store_err("UpdateItem", &e)),
+        }
+    }
+
+    /// The guests tracked for `tracking` (up to `until`), through the sparse index, page by
+    /// page.
+    pub async fn tracked(
+        &self,
+        tracking: Tracking,
+        until: Option<u64>,
+    ) -> Result<Vec<(String, Invitee)>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(TRACKING_INDEX)
+                .expression_attribute_values(":t", s(tracking.name()))
+                .set_exclusive_start_key(start.take());
+            q = match until {
+                Some(u) => q
+                    .key_condition_expression("tracking = :t AND tracking_at <= :u")
+                    .expression_attribute_values(":u", n(u)),
+                None => q.key_condition_expression("tracking = :t"),
+            };
+            let page = q.send().await.map_err(|e| store_err("Query", &e))?;
+            for item in page.items() {
+                let live = number(item, "expiration") >= now().as_secs();
+                let id = item.get("id").and_then(|v| v.as_s().ok());
+                if let (true, Some(user)) = (live, id.and_then(|i| i.strip_prefix("invitee#"))) {
+                    out.push((user.to_owned(), invitee_of(item)));
+                }
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
     }
 
     pub async fn completed_sender_id(

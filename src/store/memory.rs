@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{Claim, EventKey, Invitee, Progress};
+use super::{Claim, EventKey, GuestState, Invitee, Progress, Tracking};
 
 #[derive(Debug)]
 struct Record {
@@ -182,6 +182,68 @@ impl MemoryStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(user_id)
             .cloned()
+    }
+
+    pub fn record_step(&self, key: &EventKey, step: &str) {
+        self.with(|records| {
+            if let Some(r) = records.get_mut(key)
+                && !r.progress.steps.iter().any(|s| s == step)
+            {
+                r.progress.steps.push(step.to_owned());
+            }
+        });
+    }
+
+    fn with_invitees<R>(&self, f: impl FnOnce(&mut HashMap<String, Invitee>) -> R) -> R {
+        let mut m = self
+            .invitees
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut m)
+    }
+
+    pub fn transition(
+        &self,
+        user_id: &str,
+        from: Option<GuestState>,
+        to: GuestState,
+        tracking: Option<(Tracking, u64)>,
+    ) -> bool {
+        self.with_invitees(|m| match m.get_mut(user_id) {
+            Some(i) if from.is_none_or(|f| f == i.state) => {
+                i.state = to;
+                i.tracking = tracking;
+                true
+            }
+            _ => false,
+        })
+    }
+
+    pub fn add_invitee_groups(&self, user_id: &str, groups: &[String]) {
+        self.with_invitees(|m| {
+            if let Some(i) = m.get_mut(user_id) {
+                for g in groups {
+                    if !i.groups.contains(g) {
+                        i.groups.push(g.clone());
+                    }
+                }
+            }
+        });
+    }
+
+    pub fn tracked(&self, tracking: Tracking, until: Option<u64>) -> Vec<(String, Invitee)> {
+        self.with_invitees(|m| {
+            let mut out: Vec<(String, Invitee)> = m
+                .iter()
+                .filter(|(_, i)| {
+                    i.tracking
+                        .is_some_and(|(t, at)| t == tracking && until.is_none_or(|u| at <= u))
+                })
+                .map(|(k, i)| (k.clone(), i.clone()))
+                .collect();
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            out
+        })
     }
 
     pub fn release(&self, key: &EventKey) {

@@ -9,11 +9,11 @@ mod memory;
 
 use std::time::Duration;
 
-pub use dynamo::DynamoStore;
+pub use dynamo::{DynamoStore, TRACKING_INDEX};
 pub use memory::MemoryStore;
 
 /// `source` + `event_id`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct EventKey {
     pub source: String,
     pub event_id: String,
@@ -25,18 +25,78 @@ pub struct Progress {
     pub invitation_id: Option<String>,
     pub invited_user_id: Option<String>,
     pub delivered: Vec<String>,
+    /// Other steps done (the guest's profile written, sponsors synced, offboarding actions).
+    pub steps: Vec<String>,
 }
 
-/// Who invited a user and where their link went: what a follow-up needs, without any of
-/// the invitee's personal data.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a guest the relay invited stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum GuestState {
+    /// Invited, not redeemed yet: the sweep watches for redemption, reminds, notices deletion.
+    #[default]
+    Pending,
+    Redeemed,
+    /// Deleted while pending (e.g. by a lifecycle policy).
+    Expired,
+    Offboarded,
+}
+
+impl GuestState {
+    pub fn name(self) -> &'static str {
+        match self {
+            GuestState::Pending => "pending",
+            GuestState::Redeemed => "redeemed",
+            GuestState::Expired => "expired",
+            GuestState::Offboarded => "offboarded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "redeemed" => GuestState::Redeemed,
+            "expired" => GuestState::Expired,
+            "offboarded" => GuestState::Offboarded,
+            _ => GuestState::Pending,
+        }
+    }
+}
+
+/// What the sweep looks at: guests pending redemption, and offboarded guests due for deletion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tracking {
+    Pending,
+    /// Offboarded; deleted when due.
+    Deleting,
+}
+
+impl Tracking {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tracking::Pending => "pending",
+            Tracking::Deleting => "deleting",
+        }
+    }
+}
+
+/// Who invited a user, where their link went and what the relay did to them since: what the
+/// sweep, sponsor sync and offboarding need, without any of the invitee's personal data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Invitee {
     pub event: EventKey,
     pub channels: Vec<String>,
+    /// Groups the relay added the guest to.
+    pub groups: Vec<String>,
+    /// The owner who is the guest's sponsor through the relay.
+    pub owner_id: Option<String>,
+    pub state: GuestState,
+    /// What the sweep watches the guest for, and from when (epoch seconds: the invitation for
+    /// `Pending`, the deletion's due time for `Deleting`).
+    pub tracking: Option<(Tracking, u64)>,
 }
 
-/// How long the invitee pointers are kept (for follow-ups on pending invitations), at least.
-pub const INVITEE_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
+/// How long a guest's record is kept after the last event or change about them: the sweep,
+/// offboarding and sponsor sync need it for as long as the partnership lasts.
+pub const INVITEE_RETENTION: Duration = Duration::from_secs(3 * 365 * 24 * 3600);
 
 /// The answer to "may I process this event now?".
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +194,59 @@ impl Store {
                 Ok(())
             }
             Store::Dynamo(d) => d.remember_invitee(user_id, &invitee).await,
+        }
+    }
+
+    /// Records a step done (`stamped`, `sponsors`, an offboarding action).
+    pub async fn record_step(&self, key: &EventKey, step: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(m) => {
+                m.record_step(key, step);
+                Ok(())
+            }
+            Store::Dynamo(d) => d.record_step(key, step).await,
+        }
+    }
+
+    /// Moves a guest from `from` (any state when `None`) to `to`: `false` when they were not
+    /// in `from` (someone else moved them first), so each transition happens once.
+    pub async fn transition(
+        &self,
+        user_id: &str,
+        from: Option<GuestState>,
+        to: GuestState,
+        tracking: Option<(Tracking, u64)>,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.transition(user_id, from, to, tracking)),
+            Store::Dynamo(d) => d.transition(user_id, from, to, tracking).await,
+        }
+    }
+
+    /// Adds groups to those the relay put the guest in.
+    pub async fn add_invitee_groups(
+        &self,
+        user_id: &str,
+        groups: &[String],
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(m) => {
+                m.add_invitee_groups(user_id, groups);
+                Ok(())
+            }
+            Store::Dynamo(d) => d.add_invitee_groups(user_id, groups).await,
+        }
+    }
+
+    /// Guests the sweep watches for `tracking`, up to `until` (epoch seconds) when given.
+    pub async fn tracked(
+        &self,
+        tracking: Tracking,
+        until: Option<u64>,
+    ) -> Result<Vec<(String, Invitee)>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.tracked(tracking, until)),
+            Store::Dynamo(d) => d.tracked(tracking, until).await,
         }
     }
 

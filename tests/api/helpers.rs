@@ -331,11 +331,12 @@ pub async fn build_app_at(
     }
 }
 
-/// A DynamoDB idempotency table in the AWS emulator, with TTL on `expiration`.
+/// A DynamoDB idempotency table in the AWS emulator, as the template defines it: TTL on
+/// `expiration`, the sparse tracking index.
 pub async fn create_table() -> String {
     use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-        TimeToLiveSpecification,
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
     };
     let client = aws_sdk_dynamodb::Client::new(&sdk_config().await);
     let name = format!("invite-relay-idempotency-{}", uuid_like());
@@ -353,6 +354,45 @@ pub async fn create_table() -> String {
             KeySchemaElement::builder()
                 .attribute_name("id")
                 .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("tracking")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("tracking_at")
+                .attribute_type(ScalarAttributeType::N)
+                .build()
+                .unwrap(),
+        )
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(invite_relay::store::TRACKING_INDEX)
+                .key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name("tracking")
+                        .key_type(KeyType::Hash)
+                        .build()
+                        .unwrap(),
+                )
+                .key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name("tracking_at")
+                        .key_type(KeyType::Range)
+                        .build()
+                        .unwrap(),
+                )
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
                 .build()
                 .unwrap(),
         )

@@ -2,6 +2,7 @@
 //! documented query), sponsors, groups with the replication delay, and Member gating — against
 //! the Graph emulator, which checks every request's shape.
 
+use invite_relay::app::FollowUpAction;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -541,18 +542,25 @@ async fn follow_up_app() -> TestApp {
 }
 
 #[tokio::test]
-async fn the_scheduled_follow_up_resends_a_fresh_link_through_the_original_channels_once() {
+async fn the_scheduled_sweep_resends_a_fresh_link_through_the_original_channels_once() {
     let t = follow_up_app().await;
     let scheduled = load_event("eventbridge-scheduled-follow-up.json");
     let deadline = invite_relay::resilience::Deadline::after(std::time::Duration::from_secs(20));
     let out = invite_relay::worker::handle(&t.app, scheduled.clone(), deadline)
         .await
         .unwrap();
+    // Only the two guests the relay invited are read; Carol (pending, not the relay's) isn't.
     assert_eq!(
         out,
-        json!({"status": "follow-up", "pending": 3,
-               "actions": {"no-record": 1, "not-due": 1, "resent": 1}})
+        json!({"status": "sweep", "actions": {"still-pending": 1, "reminded": 1}})
     );
+    let reads: Vec<_> = t
+        .graph
+        .user_calls()
+        .into_iter()
+        .filter(|c| c.method == "GET")
+        .collect();
+    assert_eq!(reads.len(), 2, "{reads:?}");
     // Ada's first link went to Slack and the webhook: the reminder does too, with a new link.
     let urls = t.graph.redeem_urls();
     assert_eq!(urls.len(), 3);
@@ -571,7 +579,7 @@ async fn the_scheduled_follow_up_resends_a_fresh_link_through_the_original_chann
     let again = invite_relay::worker::handle(&t.app, scheduled, deadline)
         .await
         .unwrap();
-    assert_eq!(again["actions"]["already-reminded"], 1);
+    assert_eq!(again["actions"], json!({"still-pending": 2}));
     assert_eq!(t.slack.delivered().len(), 3);
     assert_eq!(t.graph.invitation_calls().len(), 3);
     t.assert_logs_clean(&[
@@ -581,10 +589,10 @@ async fn the_scheduled_follow_up_resends_a_fresh_link_through_the_original_chann
     ]);
 }
 
-/// Past one page of pending guests (Graph pages at 999 at most), the follow-up follows
-/// `@odata.nextLink` and sees every one.
+/// Past one page of pending guests (Graph pages at 999 at most), the operator's listing
+/// follows `@odata.nextLink` and sees every one.
 #[tokio::test]
-async fn the_follow_up_reads_every_page_of_pending_guests() {
+async fn the_pending_listing_reads_every_page_of_pending_guests() {
     let t = follow_up_app().await;
     for i in 0..1000 {
         t.graph.seed_user(
@@ -594,14 +602,13 @@ async fn the_follow_up_reads_every_page_of_pending_guests() {
             30,
         );
     }
-    let scheduled = load_event("eventbridge-scheduled-follow-up.json");
     let deadline = invite_relay::resilience::Deadline::after(std::time::Duration::from_secs(60));
-    let out = invite_relay::worker::handle(&t.app, scheduled, deadline)
-        .await
-        .unwrap();
-    assert_eq!(out["pending"], 1003, "{out}");
-    assert_eq!(out["actions"]["no-record"], 1001, "{out}");
-    assert_eq!(out["actions"]["resent"], 1, "{out}");
+    let listed = t.app.follow_up(7, false, deadline).await.unwrap();
+    assert_eq!(listed.len(), 1003);
+    let count = |a: FollowUpAction| listed.iter().filter(|i| i.action == a).count();
+    assert_eq!(count(FollowUpAction::NoRecord), 1001);
+    assert_eq!(count(FollowUpAction::Due), 1);
+    assert_eq!(count(FollowUpAction::NotDue), 1);
     let pages = t
         .graph
         .user_queries()

@@ -10,6 +10,7 @@ mod fuzz;
 mod generic;
 mod graph_contract;
 mod graph_errors;
+mod guest_life;
 mod lambda_events;
 mod lifecycle;
 mod presets;

@@ -28,6 +28,49 @@ pub struct CrmEvent {
     pub owner_id: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub fields: BTreeMap<String, String>,
+    /// What the event asks for.
+    #[serde(default, skip_serializing_if = "Action::is_invite")]
+    pub action: Action,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract_end: Option<String>,
+    /// Guest properties, as mapped (checked in the plan).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub profile: BTreeMap<String, String>,
+}
+
+/// What an event asks the relay to do with its partner.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Invite (or re-invite) the partner, and keep their guest up to date.
+    #[default]
+    Invite,
+    /// The partnership ended: apply the offboarding policy to their guest.
+    Offboard,
+}
+
+impl Action {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "invite" => Some(Action::Invite),
+            "offboard" => Some(Action::Offboard),
+            _ => None,
+        }
+    }
+
+    /// The action's name, as mapped.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Invite => "invite",
+            Action::Offboard => "offboard",
+        }
+    }
+
+    fn is_invite(&self) -> bool {
+        *self == Action::Invite
+    }
 }
 
 impl CrmEvent {

@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 
 use minijinja::Value;
 
+use super::event::{Action, CrmEvent};
 use super::spec::{MAX_PARAM_CHARS, MapSpec, Requirement};
 use super::{MAX_FIELD_CHARS, MAX_FIELDS, MapError};
+use crate::domain::{PROFILE_PROPERTIES, is_profile_property};
 use crate::expr::{EvalError, Expr};
 
 #[derive(Debug)]
@@ -24,6 +26,62 @@ pub(super) struct Mapping {
     pub owner_email: Option<Expr>,
     pub owner_id: Option<Expr>,
     pub fields: Vec<(String, Expr)>,
+    pub action: Option<Expr>,
+    pub record_id: Option<Expr>,
+    pub contract_end: Option<Expr>,
+    pub profile: Vec<(String, Expr)>,
+}
+
+impl Mapping {
+    /// The event, from its id and type (already read) and the rest of the mapping.
+    pub fn event(
+        &self,
+        ctx: &Value,
+        event_id: String,
+        event_type: Option<String>,
+    ) -> Result<CrmEvent, MapError> {
+        let action = match &self.action {
+            None => Action::Invite,
+            Some(e) => {
+                let raw = required_string(e, ctx)?;
+                Action::parse(&raw)
+                    .ok_or_else(|| MapError::Invalid("action".into(), "invite or offboard"))?
+            }
+        };
+        let pairs = |list: &[(String, Expr)]| -> Result<BTreeMap<String, String>, MapError> {
+            list.iter()
+                .filter_map(|(k, e)| {
+                    scalar(e, ctx)
+                        .transpose()
+                        .map(|v| v.map(|v| (k.clone(), v)))
+                })
+                .collect()
+        };
+        Ok(CrmEvent {
+            event_id,
+            event_type,
+            email: required_string(&self.email, ctx)?,
+            display_name: optional_string(self.display_name.as_ref(), ctx)?,
+            user_type: optional_string(self.user_type.as_ref(), ctx)?,
+            redirect_url: optional_string(self.redirect_url.as_ref(), ctx)?,
+            channels: optional_list(self.channels.as_ref(), ctx)?,
+            occurred_at: optional_string(self.occurred_at.as_ref(), ctx)?,
+            company: optional_string(self.company.as_ref(), ctx)?,
+            language: optional_string(self.language.as_ref(), ctx)?,
+            owner_email: optional_string(self.owner_email.as_ref(), ctx)?,
+            owner_id: optional_string(self.owner_id.as_ref(), ctx)?,
+            fields: pairs(&self.fields)?,
+            action,
+            record_id: self
+                .record_id
+                .as_ref()
+                .map(|e| scalar(e, ctx))
+                .transpose()?
+                .flatten(),
+            contract_end: optional_string(self.contract_end.as_ref(), ctx)?,
+            profile: pairs(&self.profile)?,
+        })
+    }
 }
 
 /// Compiles one expression of `field` (lenient, or strict for `required` values).
@@ -75,7 +133,33 @@ impl Mapping {
                 compile_expr(&f, s, locate, false).map(|e| (k.clone(), e))
             })
             .collect::<Result<_, _>>()?;
+        let profile = m
+            .profile
+            .iter()
+            .map(|(k, s)| {
+                let f = field(&format!("profile.{k}"));
+                if !is_profile_property(k) {
+                    return Err(format!(
+                        "{f}: not a property the relay writes (one of {})",
+                        PROFILE_PROPERTIES
+                            .iter()
+                            .map(|(n, _)| *n)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                compile_expr(&f, s, locate, false).map(|e| (k.clone(), e))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
+            action: m
+                .action
+                .as_ref()
+                .map(|s| compile_expr(&field("action"), s, locate, true))
+                .transpose()?,
+            record_id: opt("record_id", &m.record_id)?,
+            contract_end: opt("contract_end", &m.contract_end)?,
+            profile,
             event_id: req("event_id", &m.event_id)?,
             email: req("email", &m.email)?,
             event_type: m
@@ -109,10 +193,14 @@ impl Mapping {
             &self.language,
             &self.owner_email,
             &self.owner_id,
+            &self.action,
+            &self.record_id,
+            &self.contract_end,
         ]
         .into_iter()
         .flatten()
         .chain(self.fields.iter().map(|(_, e)| e))
+        .chain(self.profile.iter().map(|(_, e)| e))
     }
 }
 

@@ -11,11 +11,8 @@ use std::collections::BTreeMap;
 
 use minijinja::Value;
 
-pub use event::CrmEvent;
-use mapping::{
-    Mapping, check_params, eval, optional_list, optional_string, required_id, required_string,
-    scalar,
-};
+pub use event::{Action, CrmEvent};
+use mapping::{Mapping, check_params, eval, required_id, required_string};
 pub use spec::{BodyFormat, Reply, SourceSpec};
 
 use super::signature::Scheme;
@@ -237,29 +234,9 @@ impl Source {
                 });
             }
         }
-        Ok(Interpretation::Invite(Box::new(CrmEvent {
-            event_id,
-            event_type,
-            email: required_string(&m.email, &ctx)?,
-            display_name: optional_string(m.display_name.as_ref(), &ctx)?,
-            user_type: optional_string(m.user_type.as_ref(), &ctx)?,
-            redirect_url: optional_string(m.redirect_url.as_ref(), &ctx)?,
-            channels: optional_list(m.channels.as_ref(), &ctx)?,
-            occurred_at: optional_string(m.occurred_at.as_ref(), &ctx)?,
-            company: optional_string(m.company.as_ref(), &ctx)?,
-            language: optional_string(m.language.as_ref(), &ctx)?,
-            owner_email: optional_string(m.owner_email.as_ref(), &ctx)?,
-            owner_id: optional_string(m.owner_id.as_ref(), &ctx)?,
-            fields: m
-                .fields
-                .iter()
-                .filter_map(|(k, e)| {
-                    scalar(e, &ctx)
-                        .transpose()
-                        .map(|v| v.map(|v| (k.clone(), v)))
-                })
-                .collect::<Result<_, _>>()?,
-        })))
+        Ok(Interpretation::Invite(Box::new(
+            m.event(&ctx, event_id, event_type)?,
+        )))
     }
 }
 

@@ -88,6 +88,15 @@ pub struct MapSpec {
     /// Further values for routing rules and templates (`fields.region`, `fields.pipeline`).
     #[serde(default)]
     pub fields: BTreeMap<String, toml::Spanned<String>>,
+    /// What the event asks for: `invite` (the default) or `offboard`.
+    pub action: Option<toml::Spanned<String>>,
+    /// The CRM record behind the event (provenance).
+    pub record_id: Option<toml::Spanned<String>>,
+    /// When the partnership ends (provenance; a date).
+    pub contract_end: Option<toml::Spanned<String>>,
+    /// Guest properties written after the invitation (`givenName`, `jobTitle`, …).
+    #[serde(default)]
+    pub profile: BTreeMap<String, toml::Spanned<String>>,
 }
 
 impl SourceSpec {
@@ -147,6 +156,14 @@ impl MapSpec {
                 let mut f = b.fields.clone();
                 f.extend(self.fields);
                 f
+            },
+            action: self.action.or_else(|| b.action.clone()),
+            record_id: self.record_id.or_else(|| b.record_id.clone()),
+            contract_end: self.contract_end.or_else(|| b.contract_end.clone()),
+            profile: {
+                let mut p = b.profile.clone();
+                p.extend(self.profile);
+                p
             },
         }
     }
