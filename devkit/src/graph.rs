@@ -168,6 +168,8 @@ struct Inner {
     user_queries: Vec<UserQuery>,
     group_calls: Vec<GroupCall>,
     invitation_faults: VecDeque<Fault>,
+    user_faults: VecDeque<Fault>,
+    late_user_calls: usize,
     group_faults: VecDeque<Fault>,
     user_calls: Vec<UserCall>,
     /// Soft-deleted users, by id (restorable for 30 days in Entra).
@@ -226,11 +228,8 @@ impl GraphEmulator {
             settings,
             base_url: url.clone(),
         });
-        let app = Router::new()
-            .route("/{tenant}/oauth2/v2.0/token", post(token))
-            .route("/v1.0/invitations", post(invitations))
-            .route("/v1.0/users", axum::routing::get(users))
-            .route("/v1.0/groups/{id}/members/$ref", post(add_member))
+        // Calls about one user (and group removals) share a fault queue.
+        let user_routes = Router::new()
             .route(
                 "/v1.0/groups/{id}/members/{member}/$ref",
                 axum::routing::delete(remove_member),
@@ -254,6 +253,19 @@ impl GraphEmulator {
                 "/v1.0/users/{id}/sponsors/{sponsor}/$ref",
                 axum::routing::delete(remove_sponsor),
             )
+            .route_layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                user_call_faults,
+            ));
+        let app = Router::new()
+            .route("/{tenant}/oauth2/v2.0/token", post(token))
+            .route("/v1.0/invitations", post(invitations))
+            .route("/v1.0/users", axum::routing::get(users))
+            .route("/v1.0/groups/{id}/members/$ref", post(add_member))
+            .merge(user_routes)
+            // Not Graph: the demo's hand on the directory, as the partner or an admin.
+            .route("/_devkit/users/{mail}", axum::routing::get(devkit_user))
+            .route("/_devkit/users/{mail}/accept", post(devkit_accept))
             .with_state(shared.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -274,9 +286,23 @@ impl GraphEmulator {
         self.inner().invitation_faults.push_back(fault);
     }
 
+    /// Queues a fault for the next call(s) about one user: `GET`/`PATCH`/`DELETE
+    /// /users/{id}`, `revokeSignInSessions`, sponsors, and removals from groups. `Status`
+    /// answers the error without doing anything; `Delay` waits, then does the call;
+    /// `CommitThenStall` does the call, then stalls before answering (a lost answer).
+    pub fn fail_next_user_call(&self, fault: Fault) {
+        self.inner().user_faults.push_back(fault);
+    }
+
+    /// User calls answered late on purpose so far (their outcome most likely unseen).
+    pub fn late_user_calls(&self) -> usize {
+        self.inner().late_user_calls
+    }
+
     /// Drops every queued fault (the upstream recovered).
     pub fn clear_faults(&self) {
         let mut inner = self.inner();
+        inner.user_faults.clear();
         inner.invitation_faults.clear();
         inner.token_faults.clear();
         inner.group_faults.clear();
@@ -414,6 +440,15 @@ impl GraphEmulator {
     /// Writes to users (PATCH, revokeSignInSessions, sponsors, deletions, group removals).
     pub fn user_calls(&self) -> Vec<UserCall> {
         self.inner().user_calls.clone()
+    }
+
+    /// The id of the soft-deleted user with this address, if any.
+    pub fn deleted_id(&self, mail: &str) -> Option<String> {
+        self.inner()
+            .deleted
+            .values()
+            .find(|u| u.mail.eq_ignore_ascii_case(mail))
+            .map(|u| u.id.clone())
     }
 
     /// Whether a soft-deleted user with this id exists.
@@ -1434,6 +1469,73 @@ const READ_ONLY_USER_PROPERTIES: &[&str] = &[
     "mail",
     "userPrincipalName",
 ];
+
+/// `GET /_devkit/users/{mail}`: the user as the emulator holds it, sponsors included.
+async fn devkit_user(State(s): State<Arc<Shared>>, Path(mail): Path<String>) -> Response {
+    let found = s
+        .inner
+        .lock()
+        .unwrap()
+        .users
+        .get(&mail.to_ascii_lowercase())
+        .cloned();
+    match found {
+        Some(u) => {
+            let mut v = user_json(&u, None);
+            v["sponsors"] = json!(u.sponsors);
+            axum::Json(v).into_response()
+        }
+        None => not_found(&mail).1,
+    }
+}
+
+/// `POST /_devkit/users/{mail}/accept`: the partner redeems the invitation.
+async fn devkit_accept(State(s): State<Arc<Shared>>, Path(mail): Path<String>) -> Response {
+    let mut inner = s.inner.lock().unwrap();
+    match inner.users.get_mut(&mail.to_ascii_lowercase()) {
+        Some(u) => {
+            u.external_user_state = Some("Accepted".into());
+            u.external_user_state_change = now_rfc3339();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// The user routes' fault queue, applied around the handler.
+async fn user_call_faults(
+    State(s): State<Arc<Shared>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let fault = s.inner.lock().unwrap().user_faults.pop_front();
+    match fault {
+        Some(Fault::Status {
+            status,
+            code,
+            retry_after,
+        }) => {
+            let mut r = graph_error(status, code, "Injected failure.");
+            if let Some(ra) = retry_after {
+                r.headers_mut()
+                    .insert("retry-after", ra.to_string().parse().unwrap());
+            }
+            r
+        }
+        Some(Fault::Delay(d)) => {
+            s.inner.lock().unwrap().late_user_calls += 1;
+            tokio::time::sleep(d).await;
+            next.run(req).await
+        }
+        Some(Fault::CommitThenStall(d)) => {
+            s.inner.lock().unwrap().late_user_calls += 1;
+            let r = next.run(req).await;
+            tokio::time::sleep(d).await;
+            r
+        }
+        Some(Fault::NoRedeemUrl | Fault::StatusError) | None => next.run(req).await,
+    }
+}
 
 fn record_user_call(s: &Shared, method: &'static str, path: String, body: Value, status: u16) {
     s.inner.lock().unwrap().user_calls.push(UserCall {

@@ -193,3 +193,32 @@ pub(crate) fn delivery_problem(
 pub(crate) fn unusable_channel(channel: &str, e: impl std::fmt::Display) -> Problem {
     Problem::new(ProblemKind::Unprocessable, e.to_string()).with("channel", channel.to_owned())
 }
+
+/// Whether a Graph refusal is final for a step after the invitation (a bad value, a missing
+/// permission): reported and alarmed, not retried. Anything else — throttling, outages, a
+/// new guest not yet replicated (404) — is retried with the event.
+pub(crate) fn is_final(e: &GraphError) -> bool {
+    matches!(e, GraphError::Rejected { status, .. } if *status != 404)
+}
+
+/// A step after the delivered link that Graph couldn't do now: the event is retried, and the
+/// retry skips the recorded steps (the link is not sent again).
+pub(crate) fn unfinished_step(step: &'static str, e: GraphError) -> Problem {
+    let mut p = invite_problem(InviteError::Graph(e));
+    p.detail = format!(
+        "{step} is not done yet ({}); a retry finishes it without sending the link again",
+        p.detail
+    );
+    p.retryable = true;
+    p.with("step", step)
+}
+
+/// A lifecycle event some channel didn't take: retried (channels that have it are skipped).
+pub(crate) fn undelivered_notice(kind: &str) -> Problem {
+    Problem::new(
+        ProblemKind::DeliveryFailed,
+        format!("{kind} did not reach every channel; a retry sends it to the others"),
+    )
+    .retryable(true)
+    .retry_after(TRANSIENT_RETRY_SECS)
+}

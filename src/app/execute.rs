@@ -101,17 +101,17 @@ impl App {
             return self.offboard(run).await;
         }
         let request = match self.decide(run).await? {
-            Decided::Exists(outcome) => return Ok(self.keep_true(run, outcome).await),
+            Decided::Exists(outcome) => return self.keep_true(run, outcome).await,
             Decided::Invite(request) => request,
         };
         let request = self.prepare(run, *request).await?;
         let invited = self.invite(run, &request).await?;
         let user_id = invited.user_id().to_owned();
         run.known = self.known(&user_id).await;
-        self.reinstate(run, &user_id).await;
         let delivered = self.deliver(run, &invited).await?;
-        let profile = self.stamp(run, &user_id).await;
-        self.sync_sponsors(run, &user_id).await;
+        self.reinstate(run, &user_id).await?;
+        let profile = self.stamp(run, &user_id).await?;
+        self.sync_sponsors(run, &user_id).await?;
         let groups = self.join_groups(run, &user_id).await;
         self.remember(run, &user_id, &delivered).await;
         Ok(Outcome::Invited {
@@ -127,8 +127,8 @@ impl App {
 
 impl App {
     /// A lifecycle notice from the sweep, under its own key: claimed, sent to each channel not
-    /// yet recorded, and the claim ended here (completed once every channel has it). `false`
-    /// when an earlier sweep already sent it.
+    /// yet recorded, and the claim ended here (completed once every channel has it). Whether
+    /// every channel has it now (or had it from an earlier sweep).
     pub(crate) async fn execute_notice(
         &self,
         keys: &Arc<Keyring>,
@@ -144,7 +144,7 @@ impl App {
             .await
             .map_err(store_unavailable)?
         {
-            Claim::Completed(_) => return Ok(false),
+            Claim::Completed(_) => return Ok(true),
             Claim::InProgress => return Err(in_progress()),
             Claim::Acquired(progress) => progress,
         };
@@ -156,7 +156,7 @@ impl App {
         } else {
             log_unrecorded(self.store.release(about.record).await);
         }
-        Ok(true)
+        Ok(everywhere)
     }
 }
 

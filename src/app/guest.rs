@@ -4,12 +4,14 @@
 
 use serde_json::{Map, Value, json};
 
+use super::errors::{is_final, unfinished_step};
 use super::execute::{Run, epoch_secs, log_unrecorded};
 use super::plan::Purpose;
 use super::{App, Outcome, ProfileOutcome, ProfileStatus};
 use crate::delivery::NoticeKind;
 use crate::graph::GraphError;
 use crate::policy::ExistsBecause;
+use crate::problem::Problem;
 use crate::resilience::retry;
 use crate::store::{GuestState, Invitee};
 
@@ -34,13 +36,13 @@ impl App {
 
     /// A new invitation for a partner the relay offboarded: the guest signs in again and is no
     /// longer due for deletion. Idempotent; recorded.
-    pub(crate) async fn reinstate(&self, run: &mut Run<'_>, user_id: &str) {
+    pub(crate) async fn reinstate(&self, run: &mut Run<'_>, user_id: &str) -> Result<(), Problem> {
         let offboarded = run
             .known
             .as_ref()
             .is_some_and(|k| k.state == GuestState::Offboarded);
         if !offboarded || run.progress.steps.iter().any(|s| s == REINSTATED) {
-            return;
+            return Ok(());
         }
         let body = json!({"accountEnabled": true});
         match self.update_user(run, user_id, &body).await {
@@ -61,10 +63,13 @@ impl App {
                 );
                 log_unrecorded(self.store.record_step(&run.plan.key, REINSTATED).await);
                 run.progress.steps.push(REINSTATED.into());
+                Ok(())
             }
-            Err(e) => {
+            Err(e) if is_final(&e) => {
                 tracing::error!(alarm = "reinstate_failed", error = %e, "an offboarded guest invited again is still blocked");
+                Ok(())
             }
+            Err(e) => Err(unfinished_step("unblocking the guest's sign-in", e)),
         }
     }
 
@@ -72,7 +77,11 @@ impl App {
     /// no new link, but the guest still follows the CRM — reinstated if offboarded, properties
     /// written, sponsor moved to the new owner. A member, or a guest the relay didn't invite,
     /// is left as is.
-    pub(crate) async fn keep_true(&self, run: &mut Run<'_>, outcome: Outcome) -> Outcome {
+    pub(crate) async fn keep_true(
+        &self,
+        run: &mut Run<'_>,
+        outcome: Outcome,
+    ) -> Result<Outcome, Problem> {
         let Outcome::Exists {
             event_id,
             invited_user_id,
@@ -80,7 +89,7 @@ impl App {
             ..
         } = outcome
         else {
-            return outcome;
+            return Ok(outcome);
         };
         let unchanged = |profile| Outcome::Exists {
             event_id: event_id.clone(),
@@ -89,16 +98,16 @@ impl App {
             profile,
         };
         if why == ExistsBecause::Member || run.plan.purpose != Purpose::Invitation {
-            return unchanged(None);
+            return Ok(unchanged(None));
         }
         run.known = self.known(&invited_user_id).await;
         let Some(known) = run.known.clone() else {
-            return unchanged(None);
+            return Ok(unchanged(None));
         };
-        self.reinstate(run, &invited_user_id).await;
+        self.reinstate(run, &invited_user_id).await?;
         self.resolve_sponsors(run).await;
-        let profile = self.stamp(run, &invited_user_id).await;
-        self.sync_sponsors(run, &invited_user_id).await;
+        let profile = self.stamp(run, &invited_user_id).await?;
+        self.sync_sponsors(run, &invited_user_id).await?;
         if run.owner_id.is_some() && run.owner_id != known.owner_id {
             let invitee = Invitee {
                 owner_id: run.owner_id.clone(),
@@ -106,22 +115,29 @@ impl App {
             };
             log_unrecorded(self.store.remember_invitee(&invited_user_id, invitee).await);
         }
-        unchanged(profile)
+        Ok(unchanged(profile))
     }
 
     /// Writes the guest's properties and provenance once (`PATCH /users/{id}`). When Graph
     /// refuses the whole, each property is written on its own so the answer names the ones
     /// refused. Never undoes the delivered invitation.
-    pub(crate) async fn stamp(&self, run: &mut Run<'_>, user_id: &str) -> Option<ProfileOutcome> {
+    ///
+    /// A refusal (a value, a permission) is reported per property and alarmed; Graph not
+    /// answering now fails the run, and the retry writes them.
+    pub(crate) async fn stamp(
+        &self,
+        run: &mut Run<'_>,
+        user_id: &str,
+    ) -> Result<Option<ProfileOutcome>, Problem> {
         let body = self.stamp_body(run);
         if body.is_empty() || run.plan.purpose != Purpose::Invitation {
-            return None;
+            return Ok(None);
         }
         if run.progress.steps.iter().any(|s| s == STAMPED) {
-            return Some(ProfileOutcome {
+            return Ok(Some(ProfileOutcome {
                 status: ProfileStatus::AlreadyUpdated,
                 failed: Vec::new(),
-            });
+            }));
         }
         let whole = self
             .update_user(run, user_id, &Value::Object(body.clone()))
@@ -129,15 +145,16 @@ impl App {
         let failed = match whole {
             Ok(()) => Vec::new(),
             Err(GraphError::Rejected { status: 400, .. }) => {
-                self.stamp_each(run, user_id, &body).await
+                self.stamp_each(run, user_id, &body).await?
             }
-            Err(e) => {
+            Err(e) if is_final(&e) => {
                 tracing::error!(alarm = "profile_update_failed", error = %e, "the guest's properties were not written");
-                return Some(ProfileOutcome {
+                return Ok(Some(ProfileOutcome {
                     status: ProfileStatus::Failed,
                     failed: body.keys().cloned().collect(),
-                });
+                }));
             }
+            Err(e) => return Err(unfinished_step("writing the guest's properties", e)),
         };
         let status = match failed.len() {
             0 => ProfileStatus::Updated,
@@ -151,7 +168,7 @@ impl App {
             log_unrecorded(self.store.record_step(&run.plan.key, STAMPED).await);
             run.progress.steps.push(STAMPED.into());
         }
-        Some(ProfileOutcome { status, failed })
+        Ok(Some(ProfileOutcome { status, failed }))
     }
 
     /// One property at a time: the names of those refused.
@@ -160,15 +177,17 @@ impl App {
         run: &Run<'_>,
         user_id: &str,
         body: &Map<String, Value>,
-    ) -> Vec<String> {
+    ) -> Result<Vec<String>, Problem> {
         let mut failed = Vec::new();
         for (k, v) in body {
             let one = Value::Object(Map::from_iter([(k.clone(), v.clone())]));
-            if self.update_user(run, user_id, &one).await.is_err() {
-                failed.push(k.clone());
+            match self.update_user(run, user_id, &one).await {
+                Ok(()) => {}
+                Err(e) if is_final(&e) => failed.push(k.clone()),
+                Err(e) => return Err(unfinished_step("writing the guest's properties", e)),
             }
         }
-        failed
+        Ok(failed)
     }
 
     /// The `PATCH` body: the profile, and provenance in the configured slots.
@@ -211,46 +230,53 @@ impl App {
 
     /// When the account's owner changed, the guest's sponsor follows: the new owner is added
     /// first, then the previous one removed — never a configured sponsor, never the last one.
-    /// Recorded, and reported as `guest.updated`.
-    pub(crate) async fn sync_sponsors(&self, run: &mut Run<'_>, user_id: &str) {
+    /// Recorded, and reported as `guest.updated` (a retry sends the report to the channels
+    /// that lack it without moving anything again).
+    pub(crate) async fn sync_sponsors(
+        &self,
+        run: &mut Run<'_>,
+        user_id: &str,
+    ) -> Result<(), Problem> {
         let (Some(new), Some(previous)) = (
             run.owner_id.clone(),
             run.known.as_ref().and_then(|k| k.owner_id.clone()),
         ) else {
-            return;
+            return Ok(());
         };
-        if new == previous
-            || !self.config.policy.sponsor_owner
-            || run.progress.steps.iter().any(|s| s == SPONSORS)
-        {
-            return;
+        if new == previous || !self.config.policy.sponsor_owner {
+            return Ok(());
         }
-        match self.move_sponsor(run, user_id, &new, &previous).await {
-            Ok(removed) => {
-                log_unrecorded(self.store.record_step(&run.plan.key, SPONSORS).await);
-                run.progress.steps.push(SPONSORS.into());
-                let mut extra = Map::new();
-                extra.insert("sponsorAdded".into(), json!(new));
-                if removed {
-                    extra.insert("sponsorRemoved".into(), json!(previous));
+        if !run.progress.steps.iter().any(|s| s == SPONSORS) {
+            match self.move_sponsor(run, user_id, &new, &previous).await {
+                Ok(()) => {
+                    log_unrecorded(self.store.record_step(&run.plan.key, SPONSORS).await);
+                    run.progress.steps.push(SPONSORS.into());
                 }
-                self.notice_after(run, user_id, NoticeKind::GuestUpdated, extra)
-                    .await;
-            }
-            Err(e) => {
-                tracing::error!(alarm = "sponsor_sync_failed", error = %e, "the guest's sponsor was not moved to the new owner");
+                Err(e) if is_final(&e) => {
+                    tracing::error!(alarm = "sponsor_sync_failed", error = %e, "the guest's sponsor was not moved to the new owner");
+                    return Ok(());
+                }
+                Err(e) => return Err(unfinished_step("moving the guest's sponsor", e)),
             }
         }
+        let mut extra = Map::new();
+        extra.insert("sponsorAdded".into(), json!(new));
+        if !self.config.policy.sponsors.contains(&previous) {
+            extra.insert("sponsorRemoved".into(), json!(previous));
+        }
+        self.notice_after(run, user_id, NoticeKind::GuestUpdated, extra)
+            .await
+            .map(|_| ())
     }
 
-    /// Adds `new` and removes `previous`; whether `previous` was removed.
+    /// Adds `new`, then removes `previous` (unless configured, or already gone).
     async fn move_sponsor(
         &self,
         run: &Run<'_>,
         user_id: &str,
         new: &str,
         previous: &str,
-    ) -> Result<bool, GraphError> {
+    ) -> Result<(), GraphError> {
         let current = retry(run.deadline, || {
             self.with_rotation(&run.keys, |k| async move {
                 self.graph.sponsors(&k.graph, user_id).await
@@ -267,15 +293,15 @@ impl App {
         }
         let keep = self.config.policy.sponsors.iter().any(|s| s == previous);
         if keep || !current.iter().any(|s| s == previous) {
-            return Ok(false);
+            return Ok(());
         }
         retry(run.deadline, || {
             self.with_rotation(&run.keys, |k| async move {
                 self.graph.remove_sponsor(&k.graph, user_id, previous).await
             })
         })
-        .await?;
-        Ok(true)
+        .await
+        .map(|_| ())
     }
 }
 

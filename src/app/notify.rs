@@ -4,6 +4,7 @@
 
 use serde_json::{Map, json};
 
+use super::errors::undelivered_notice;
 use super::execute::{Run, log_unrecorded};
 use super::{App, Keyring};
 use crate::delivery::{Notice, NoticeKind};
@@ -150,14 +151,14 @@ impl App {
     }
 
     /// A notice about this run's guest, recorded in the run's own record; the channels it
-    /// reached.
+    /// reached — all of them, or a retryable problem (a retry sends it to the others).
     pub(crate) async fn notice_after(
         &self,
         run: &mut Run<'_>,
         user_id: &str,
         kind: NoticeKind,
         extra: Map<String, serde_json::Value>,
-    ) -> Vec<String> {
+    ) -> Result<Vec<String>, Problem> {
         let plan = run.plan;
         let about = About {
             record: &plan.key,
@@ -187,10 +188,13 @@ impl App {
             log_unrecorded(self.store.record_delivered(&plan.key, record).await);
             run.progress.delivered.push(record.clone());
         }
-        channels
-            .into_iter()
-            .filter(|c| run.progress.delivered.contains(&record_name(kind, c)))
-            .collect()
+        if channels
+            .iter()
+            .any(|c| !run.progress.delivered.contains(&record_name(kind, c)))
+        {
+            return Err(undelivered_notice(kind.name()));
+        }
+        Ok(channels)
     }
 
     /// The steps of a notice from the sweep (see `execute_notice`, which claims and ends its

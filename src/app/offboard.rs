@@ -61,7 +61,7 @@ impl App {
         extra.insert("actions".into(), json!(actions));
         let notified = self
             .notice_after(run, &user.id, NoticeKind::GuestOffboarded, extra)
-            .await;
+            .await?;
         tracing::info!(actions = ?actions, "guest offboarded");
         Ok(Outcome::Offboarded {
             event_id,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, json};
 
-use super::errors::{lookup_problem, secret_unavailable, store_unavailable};
+use super::errors::{lookup_problem, secret_unavailable, store_unavailable, undelivered_notice};
 use super::execute::epoch_secs;
 use super::guest::now_rfc3339;
 use super::notify::{About, LIFECYCLE_SOURCE};
@@ -308,9 +308,15 @@ impl App {
             display_name: user.and_then(|u| u.display_name.as_deref()),
             details: &details,
         };
-        self.execute_notice(keys, deadline, &about, kind, extra)
-            .await?;
-        Ok(())
+        if self
+            .execute_notice(keys, deadline, &about, kind, extra)
+            .await?
+        {
+            Ok(())
+        } else {
+            // The guest's state doesn't move on: the next sweep sends it to the others.
+            Err(undelivered_notice(kind.name()))
+        }
     }
 }
 

@@ -350,3 +350,399 @@ async fn futures_join(t: &TestApp, body: &Value, copies: usize) -> Vec<Answer> {
     }
     out
 }
+
+const PARTNERS: usize = 24;
+const GROUP: &str = "5a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+const LATER_GROUP: &str = "6b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e";
+const OWNER_A: &str = "0a0a0a0a-1111-4222-8333-444455556666";
+const OWNER_B: &str = "0b0b0b0b-1111-4222-8333-444455556666";
+const DESK: &str = "0c0c0c0c-1111-4222-8333-444455556666";
+
+fn life_event(i: usize, id: String, kind: &str, owner: &str) -> Value {
+    json!({"id": id, "type": kind, "owner": {"id": owner},
+           "invitee": {"email": email(i), "displayName": format!("Partner {i}"),
+                       "givenName": format!("Given{i}"), "usageLocation": "DE"},
+           "record": {"id": format!("deal-{i}")}})
+}
+
+/// One attempt of the sender: cut off after `cut` when `crash` (None: the invocation died).
+async fn attempt(t: &TestApp, body: &Value, crash: bool, cut: Duration) -> Option<Answer> {
+    let event = signed_event(&body.to_string());
+    let work = t.app.on_http_until(
+        to_request(&event),
+        Deadline::after(Duration::from_millis(1500)),
+    );
+    if crash {
+        tokio::time::timeout(cut, work).await.ok().map(answer)
+    } else {
+        Some(answer(work.await))
+    }
+}
+
+fn user_fault(rng: &mut Rng) -> Fault {
+    match rng.below(5) {
+        0 => Fault::Status {
+            status: 429,
+            code: "TooManyRequests",
+            retry_after: Some(0.2),
+        },
+        1 => Fault::Status {
+            status: 503,
+            code: "serviceNotAvailable",
+            retry_after: None,
+        },
+        2 => Fault::Status {
+            status: 500,
+            code: "generalException",
+            retry_after: None,
+        },
+        3 => Fault::Delay(Duration::from_millis(700)),
+        _ => Fault::CommitThenStall(Duration::from_millis(700)),
+    }
+}
+
+/// Faults before one attempt: on user calls, group calls and the webhook.
+fn inject(t: &TestApp, rng: &mut Rng) -> u32 {
+    t.graph.clear_faults();
+    t.hook.clear_faults();
+    let mut n = 0;
+    for _ in 0..rng.below(3) {
+        t.graph.fail_next_user_call(user_fault(rng));
+        n += 1;
+    }
+    if rng.chance(30) {
+        t.hook.fail_next(channel_fault(rng));
+        n += 1;
+    }
+    n
+}
+
+/// The sender retries until the event is answered with one of `done`, as a CRM would.
+async fn until_done(
+    t: &TestApp,
+    rng: &mut Rng,
+    body: &Value,
+    done: &[&str],
+    exposure: &mut HashMap<String, u32>,
+) -> (u32, u32) {
+    let eid = body["id"].as_str().unwrap().to_owned();
+    let (mut faults, mut crashes) = (0, 0);
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{eid} never settled"
+        );
+        faults += inject(t, rng);
+        let crash = rng.chance(15);
+        let cut = Duration::from_millis(20 + rng.below(600));
+        match attempt(t, body, crash, cut).await {
+            Some(a)
+                if a.status == 200 && done.contains(&a.body["status"].as_str().unwrap_or("")) =>
+            {
+                return (faults, crashes);
+            }
+            Some(_) => {}
+            None => {
+                crashes += 1;
+                *exposure.entry(eid.clone()).or_default() += 1;
+            }
+        }
+        // The claim of a dead attempt ends with its deadline; the sender backs off.
+        tokio::time::sleep(Duration::from_millis(if crash { 1_700 } else { 150 })).await;
+    }
+}
+
+/// The sweep on its schedule, under the same faults and cut off at random, until a run
+/// finds nothing left to do and fails nothing.
+async fn sweep_until_settled(t: &TestApp, rng: &mut Rng) -> (u32, u32) {
+    let (mut faults, mut crashes) = (0, 0);
+    let started = Instant::now();
+    let mut calm = 0;
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "the sweep never settled"
+        );
+        let clean = calm > 0;
+        if !clean {
+            faults += inject(t, rng);
+        } else {
+            t.graph.clear_faults();
+            t.hook.clear_faults();
+        }
+        let crash = !clean && rng.chance(20);
+        let work = t.app.sweep(Deadline::after(Duration::from_secs(8)));
+        let result = if crash {
+            tokio::time::timeout(Duration::from_millis(50 + rng.below(1_500)), work)
+                .await
+                .ok()
+        } else {
+            Some(work.await)
+        };
+        match result {
+            None => {
+                crashes += 1;
+                calm = 0;
+                tokio::time::sleep(Duration::from_millis(2_000)).await;
+            }
+            Some(Ok(counts)) => {
+                let busy = counts.iter().any(|(a, n)| {
+                    *n > 0 && !matches!(a, invite_relay::app::SweepAction::StillPending)
+                });
+                if busy {
+                    calm = 0;
+                } else {
+                    calm += 1;
+                    if calm == 2 {
+                        return (faults, crashes);
+                    }
+                }
+            }
+            Some(Err(p)) => panic!("the sweep could not run: {}", p.detail),
+        }
+    }
+}
+
+/// Lifecycle events of `kind` for the guest `user_id` that the webhook took (2xx), and those
+/// answered late (the relay couldn't know they arrived).
+fn notices(t: &TestApp, kind: &str, user_id: &str) -> (usize, usize) {
+    let mine: Vec<_> = t
+        .hook
+        .received()
+        .into_iter()
+        .filter(|r| {
+            let v: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+            v["type"] == kind && v["data"]["invitedUserId"] == user_id
+        })
+        .collect();
+    let ok = mine
+        .iter()
+        .filter(|r| (200..300).contains(&r.status))
+        .count();
+    (ok, mine.iter().filter(|r| r.late).count())
+}
+
+/// The lifecycle steps under faults: 24 partners invited with properties and an owner, a
+/// quarter handed to a new owner, half accepting (the sweep reports them and joins the later
+/// group), half offboarded and deleted by the sweep — each sender retrying through faults on
+/// Graph's user calls and on the webhook, and crashes cut into requests and sweeps.
+///
+/// It asserts that no guest is left short of its final state (lost=0) and that every
+/// duplicated lifecycle event is explained by a crash or a lost answer: the documented
+/// window between a notice's delivery and its record.
+#[tokio::test(flavor = "current_thread")]
+async fn fault_injection_over_the_guest_lifecycle() {
+    let seed = std::env::var("FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5EED_1234_u64);
+    let mut rng = Rng(seed | 1);
+    let table = create_table().await;
+    let config = format!(
+        r#"
+[invitations]
+groups = ["{GROUP}"]
+after_redemption_groups = ["{LATER_GROUP}"]
+sponsor_owner = true
+sponsors = ["{DESK}"]
+[invitations.provenance]
+source = "extensionAttribute1"
+record_id = "extensionAttribute2"
+[offboarding]
+enabled = true
+delete_after_days = 0
+[[routes]]
+channels = ["webhook"]
+[[routes]]
+on = ["invitation.redeemed", "guest.updated", "guest.offboarded"]
+channels = ["webhook"]
+"#
+    );
+    let t = spawn_app_with(Options {
+        env: vec![
+            ("IDEMPOTENCY_TABLE", table),
+            ("RELAY_CONFIG", config),
+            ("OUTBOUND_TIMEOUT_MS", "300".to_owned()),
+            ("GRAPH_COOLDOWN_SECONDS", "1".to_owned()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    t.graph.add_group(GROUP);
+    t.graph.add_group(LATER_GROUP);
+    let mut exposure: HashMap<String, u32> = HashMap::new();
+    let (mut faults, mut crashes) = (0, 0);
+    let mut tally = |(f, c): (u32, u32)| {
+        faults += f;
+        crashes += c;
+    };
+
+    // 1. Invited, with properties and provenance; a quarter then changes owner.
+    for i in 0..PARTNERS {
+        let body = life_event(i, format!("evt_signed_{i:02}"), "partner.signed", OWNER_A);
+        tally(
+            until_done(
+                &t,
+                &mut rng,
+                &body,
+                &["invited", "duplicate"],
+                &mut exposure,
+            )
+            .await,
+        );
+    }
+    for i in (0..PARTNERS).step_by(4) {
+        let body = life_event(i, format!("evt_owner_{i:02}"), "partner.signed", OWNER_B);
+        tally(
+            until_done(
+                &t,
+                &mut rng,
+                &body,
+                &["invited", "duplicate"],
+                &mut exposure,
+            )
+            .await,
+        );
+    }
+    // 2. Half accept; the sweep finds them.
+    for i in 0..PARTNERS / 2 {
+        t.graph.accept(&email(i));
+    }
+    tally(sweep_until_settled(&t, &mut rng).await);
+    // 3. The other half's partnerships end; the sweep deletes them.
+    for i in PARTNERS / 2..PARTNERS {
+        let body = life_event(
+            i,
+            format!("evt_ended_{i:02}"),
+            "partner.offboarded",
+            OWNER_A,
+        );
+        tally(
+            until_done(
+                &t,
+                &mut rng,
+                &body,
+                &["offboarded", "duplicate"],
+                &mut exposure,
+            )
+            .await,
+        );
+    }
+    tally(sweep_until_settled(&t, &mut rng).await);
+
+    // Every guest reached its state; every duplicated event has a crash or a lost answer.
+    let users: HashMap<String, String> = t
+        .graph
+        .created()
+        .iter()
+        .filter(|c| c.status == 201)
+        .map(|c| {
+            c.body["invitedUserEmailAddress"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect::<std::collections::HashSet<_>>()
+        .into_iter()
+        .map(|m| {
+            let id = t
+                .graph
+                .user(&m)
+                .map(|u| u.id)
+                .or_else(|| t.graph.deleted_id(&m))
+                .unwrap();
+            (m, id)
+        })
+        .collect();
+    assert_eq!(users.len(), PARTNERS, "one guest per partner");
+    let (mut lost, mut duplicates) = (0, 0);
+    let sweep_exposure = crashes as usize;
+    for i in 0..PARTNERS {
+        let id = &users[&email(i)];
+        let owner_changed = i % 4 == 0;
+        let mut check = |ok: bool, what: &str| {
+            if !ok {
+                lost += 1;
+                eprintln!("{}: {what}", email(i));
+            }
+        };
+        if i < PARTNERS / 2 {
+            let u = t.graph.user(&email(i)).unwrap();
+            check(
+                u.attributes.get("givenName") == Some(&json!(format!("Given{i}"))),
+                "properties",
+            );
+            check(
+                u.attributes
+                    .get("onPremisesExtensionAttributes")
+                    .and_then(|a| a.get("extensionAttribute2"))
+                    == Some(&json!(format!("deal-{i}"))),
+                "provenance",
+            );
+            check(
+                t.graph.group_members(LATER_GROUP).contains(id),
+                "later group",
+            );
+            let owner = if owner_changed { OWNER_B } else { OWNER_A };
+            check(
+                u.sponsors.contains(&owner.to_owned()) && u.sponsors.contains(&DESK.to_owned()),
+                "sponsor",
+            );
+            if owner_changed {
+                check(
+                    !u.sponsors.contains(&OWNER_A.to_owned()),
+                    "old sponsor removed",
+                );
+            }
+            let (ok, late) = notices(&t, "invitation.redeemed", id);
+            check(ok >= 1, "invitation.redeemed");
+            duplicates += ok.saturating_sub(1);
+            assert!(
+                ok.saturating_sub(1) <= late + sweep_exposure,
+                "{}: unexplained redeemed duplicates",
+                email(i)
+            );
+        } else {
+            check(t.graph.is_deleted(id), "deleted after offboarding");
+            check(
+                !t.graph.group_members(GROUP).contains(id),
+                "removed from the group",
+            );
+            let (ok, late) = notices(&t, "guest.offboarded", id);
+            check(ok >= 1, "guest.offboarded");
+            let crashed = exposure
+                .get(&format!("evt_ended_{i:02}"))
+                .copied()
+                .unwrap_or(0) as usize;
+            duplicates += ok.saturating_sub(1);
+            assert!(
+                ok.saturating_sub(1) <= late + crashed,
+                "{}: unexplained offboarded duplicates",
+                email(i)
+            );
+        }
+        if owner_changed {
+            let (ok, late) = notices(&t, "guest.updated", id);
+            check(ok >= 1, "guest.updated");
+            let crashed = exposure
+                .get(&format!("evt_owner_{i:02}"))
+                .copied()
+                .unwrap_or(0) as usize;
+            duplicates += ok.saturating_sub(1);
+            assert!(
+                ok.saturating_sub(1) <= late + crashed,
+                "{}: unexplained updated duplicates",
+                email(i)
+            );
+        }
+    }
+    println!(
+        "lifecycle fault-injection seed={seed:#x}: partners={PARTNERS} faults={faults} crashes={crashes} \
+         late_user_calls={} lost={lost} duplicate_lifecycle_events={duplicates} (all explained by crashes or lost answers)",
+        t.graph.late_user_calls()
+    );
+    assert_eq!(lost, 0, "lost={lost}");
+    let emails: Vec<String> = (0..PARTNERS).map(email).collect();
+    t.assert_logs_clean(&emails.iter().map(String::as_str).collect::<Vec<_>>());
+}

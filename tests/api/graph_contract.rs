@@ -359,3 +359,85 @@ async fn client_assertions_use_a_documented_pair() {
         assert_eq!(status, 401, "{what}: {body}");
     }
 }
+
+/// `PATCH /users/{id}` takes only writable `user` properties within their documented lengths
+/// (https://learn.microsoft.com/graph/api/user-update: givenName and surname 64, jobTitle 128,
+/// usageLocation a two-letter ISO 3166 code, onPremisesExtensionAttributes 1–15 for cloud-only
+/// users); `revokeSignInSessions` and sponsors `$ref` take the documented shapes.
+#[tokio::test]
+async fn user_writes_off_the_documented_shape_are_refused() {
+    let g = graph().await;
+    let id = g
+        .emulator
+        .seed_user("ada@partner.example", "Guest", Some("PendingAcceptance"), 0);
+    let url = format!("{}/v1.0/users/{id}", g.emulator.url);
+    let patch = |body: Value| g.http.patch(&url).json(&body);
+    for bad in [
+        json!({"mail": "eve@partner.example"}),
+        json!({"externalUserState": "Accepted"}),
+        json!({"favouriteColour": "blue"}),
+        json!({"usageLocation": "gb"}),
+        json!({"usageLocation": "GBR"}),
+        json!({"givenName": "A".repeat(65)}),
+        json!({"jobTitle": "J".repeat(129)}),
+        json!({"accountEnabled": "false"}),
+        json!({"onPremisesExtensionAttributes": {"extensionAttribute16": "x"}}),
+        json!({"onPremisesExtensionAttributes": {"extensionAttribute1": 7}}),
+        json!([{"givenName": "Ada"}]),
+    ] {
+        let (status, body) = g.send(patch(bad.clone())).await;
+        assert_eq!(status, 400, "{bad}");
+        assert_graph_error(&body, "Request_BadRequest");
+    }
+    assert!(
+        g.emulator
+            .user("ada@partner.example")
+            .unwrap()
+            .attributes
+            .is_empty()
+    );
+    let (status, _) = g
+        .send(patch(json!({"givenName": "Ada", "usageLocation": "GB",
+            "onPremisesExtensionAttributes": {"extensionAttribute1": "generic"}})))
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        g.emulator.user("ada@partner.example").unwrap().attributes["givenName"],
+        "Ada"
+    );
+
+    let (status, body) = g
+        .send(g.http.post(format!("{url}/revokeSignInSessions")))
+        .await;
+    assert_eq!((status, &body["value"]), (200, &json!(true)));
+    let (status, body) = g
+        .send(g.http.post(format!(
+            "{}/v1.0/users/00000000-0000-4000-8000-000000000000/revokeSignInSessions",
+            g.emulator.url
+        )))
+        .await;
+    assert_eq!(status, 404);
+    assert_graph_error(&body, "Request_ResourceNotFound");
+
+    let sponsor = "0b0b0b0b-1111-4222-8333-444455556666";
+    for bad in [
+        json!({"@odata.id": sponsor}),
+        json!({"@odata.id": format!("https://elsewhere.example/v1.0/users/{sponsor}")}),
+        json!({"id": sponsor}),
+    ] {
+        let (status, body) = g
+            .send(g.http.post(format!("{url}/sponsors/$ref")).json(&bad))
+            .await;
+        assert_eq!(status, 400, "{bad}");
+        assert_graph_error(&body, "Request_BadRequest");
+    }
+    let good = json!({"@odata.id": format!("{}/v1.0/users/{sponsor}", g.emulator.url)});
+    let (status, _) = g
+        .send(g.http.post(format!("{url}/sponsors/$ref")).json(&good))
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        g.emulator.user("ada@partner.example").unwrap().sponsors,
+        vec![sponsor]
+    );
+}

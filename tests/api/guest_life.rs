@@ -504,3 +504,87 @@ async fn sponsors_follow_the_owner_of_a_guest_who_is_not_invited_again() {
     let sponsors = t.graph.user(SAMPLE_EMAIL).unwrap().sponsors;
     assert_eq!(sponsors, vec![DESK.to_owned(), OWNER_B.to_owned()]);
 }
+
+/// An event the worker parks on the dead-letter queue is reported as invitation.failed, with
+/// its reason and never a link.
+#[tokio::test]
+async fn a_parked_event_is_reported_as_failed() {
+    let table = create_table().await;
+    let (queue, dlq) = create_queues(3).await;
+    let mut env = vec![
+        ("RELAY_CONFIG", config("enabled = true")),
+        ("IDEMPOTENCY_TABLE", table),
+        ("PROCESSING_MODE", "queue".to_owned()),
+        ("QUEUE_URL", queue.clone()),
+        ("DEAD_LETTER_QUEUE_URL", dlq.clone()),
+    ];
+    env.push(("MAX_RECEIVES", "2".to_owned()));
+    let t = spawn_app_with(Options {
+        env,
+        ..Options::default()
+    })
+    .await;
+    let a = t.post(&signed("evt_life_10", OWNER_A)).await;
+    assert_eq!(a.status, 202, "{}", a.raw);
+    t.graph.fail_next_invitation(devkit::Fault::Status {
+        status: 400,
+        code: "BadRequest",
+        retry_after: None,
+    });
+    let (batch, _) = receive_batch(&queue, 1).await;
+    let out = invite_relay::worker::handle(&t.app, batch, Deadline::after(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(out["batchItemFailures"], json!([]), "{out}");
+    let parked = drain_with_reasons(&dlq).await;
+    assert_eq!(parked.len(), 1);
+    let failed = events_of(&t, "invitation.failed");
+    assert_eq!(failed.len(), 1, "{:?}", t.hook.delivered());
+    let data = &failed[0]["data"];
+    assert_eq!(data["eventId"], "evt_life_10");
+    assert_eq!(data["action"], "invite");
+    assert!(
+        data["reason"].is_string() && data["detail"].is_string(),
+        "{data}"
+    );
+    assert!(!failed[0].to_string().contains("redeem"));
+    assert!(
+        t.slack
+            .delivered()
+            .iter()
+            .any(|m| m.body.contains("could not be invited"))
+    );
+}
+
+/// A redemption report a channel refused doesn't move the guest on: the next sweep sends it to
+/// that channel, and only to it.
+#[tokio::test]
+async fn a_report_a_channel_refused_is_sent_by_the_next_sweep() {
+    let t = life_app("enabled = true", None).await;
+    t.post(&signed("evt_life_11", OWNER_A)).await;
+    t.graph.accept(SAMPLE_EMAIL);
+    for _ in 0..100 {
+        t.hook.fail_next(devkit::ReceiverFault::Status(500));
+    }
+    let scheduled = load_event("eventbridge-scheduled-follow-up.json");
+    let out =
+        invite_relay::worker::handle(&t.app, scheduled, Deadline::after(Duration::from_secs(3)))
+            .await
+            .unwrap();
+    assert_eq!(out["actions"], json!({"failed": 1}), "{out}");
+    assert!(events_of(&t, "invitation.redeemed").is_empty());
+    let accepted = |t: &TestApp| {
+        t.slack
+            .delivered()
+            .iter()
+            .filter(|m| m.body.contains("accepted"))
+            .count()
+    };
+    assert_eq!(accepted(&t), 1, "Slack had it");
+
+    t.hook.clear_faults();
+    assert_eq!(sweep(&t).await["actions"], json!({"redeemed": 1}));
+    assert_eq!(events_of(&t, "invitation.redeemed").len(), 1);
+    assert_eq!(accepted(&t), 1, "not sent to Slack again");
+    assert_eq!(sweep(&t).await["actions"], json!({}));
+}

@@ -655,4 +655,13 @@ async fn the_pending_command_lists_guests_for_an_operator() {
 
     let shown = run(&["pending", "--days", "7", "--show-emails"]).await;
     assert!(shown.contains("ada@partner.example"));
+
+    // One sweep by hand: what the worker's schedule runs.
+    t.graph.accept("bob@partner.example");
+    let swept: Value = serde_json::from_str(run(&["sweep"]).await.trim()).unwrap();
+    assert_eq!(
+        swept,
+        json!({"status": "sweep", "actions": {"redeemed": 1, "reminded": 1}})
+    );
+    assert_eq!(t.graph.invitation_calls().len(), 3, "Ada reminded, Bob not");
 }
