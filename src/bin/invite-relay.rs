@@ -3,6 +3,7 @@
 //! ```text
 //! invite-relay render --event FILE [--config FILE] [--source NAME] [--out DIR]
 //! invite-relay pending [--days N] [--resend] [--show-emails]
+//! invite-relay sweep
 //! ```
 //!
 //! `render` shows every channel's message for an event, in every language each channel speaks,
@@ -15,6 +16,9 @@
 //! through the channels their first link went to — what the worker's scheduled follow-up does.
 //! It reads the functions' own environment (secret, Graph, `IDEMPOTENCY_TABLE`, AWS settings).
 //! Addresses are printed only with `--show-emails`.
+//!
+//! `sweep` runs the worker's scheduled sweep once, now (redemptions, expiries, reminders due,
+//! deletions due, for the guests the relay tracks) and prints the counts per action.
 
 use std::process::ExitCode;
 
@@ -23,16 +27,24 @@ use invite_relay::config::load_relay;
 use invite_relay::delivery::preview::{Sample, render_all};
 use invite_relay::domain::{DisplayName, InviteeEmail};
 
-const USAGE: &str = "usage:\n  invite-relay render --event FILE [--config FILE] [--source NAME] [--out DIR]\n  invite-relay pending [--days N] [--resend] [--show-emails]";
+const USAGE: &str = "usage:\n  invite-relay render --event FILE [--config FILE] [--source NAME] [--out DIR]\n  invite-relay pending [--days N] [--resend] [--show-emails]\n  invite-relay sweep";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("pending") {
+    let command = args.first().map(String::as_str);
+    if matches!(command, Some("pending" | "sweep")) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a tokio runtime");
-        return match runtime.block_on(pending(&args[1..])) {
+        let work = async {
+            if command == Some("sweep") {
+                sweep(&args[1..]).await
+            } else {
+                pending(&args[1..]).await
+            }
+        };
+        return match runtime.block_on(work) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("invite-relay: {e}");
@@ -150,6 +162,30 @@ async fn pending(args: &[String]) -> Result<(), String> {
         }
         println!("{line}");
     }
+    Ok(())
+}
+
+async fn sweep(args: &[String]) -> Result<(), String> {
+    if let Some(other) = args.first() {
+        return Err(format!("unknown option {other}\n{USAGE}"));
+    }
+    let app = invite_relay::App::from_env(invite_relay::config::Role::Webhook)
+        .await
+        .map_err(|e| e.to_string())?;
+    if app.config().store.table.is_none() {
+        return Err(
+            "IDEMPOTENCY_TABLE is required: the sweep reads the tracked guests there".into(),
+        );
+    }
+    let deadline = invite_relay::resilience::Deadline::after(std::time::Duration::from_secs(900));
+    let counts = app
+        .sweep(deadline)
+        .await
+        .map_err(|p| format!("{}: {}", p.kind.slug(), p.detail))?;
+    println!(
+        "{}",
+        serde_json::json!({"status": "sweep", "actions": counts})
+    );
     Ok(())
 }
 
