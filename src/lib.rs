@@ -60,6 +60,8 @@ pub mod domain;
 pub(crate) mod expr;
 pub mod graph;
 pub mod inbound;
+pub mod landing;
+pub mod links;
 pub mod net;
 pub(crate) mod policy;
 pub(crate) mod problem;

@@ -107,6 +107,12 @@ impl EmailHasher {
         self.hash_str(email.as_str())
     }
 
+    /// The keyed hash of any value that must not be kept or logged as is (a caller's
+    /// address, for rate limits).
+    pub fn hash_text(&self, value: &str) -> String {
+        self.hash_str(value)
+    }
+
     fn hash_str(&self, value: &str) -> String {
         let mut mac = self.0.clone();
         mac.update(value.to_ascii_lowercase().as_bytes());

@@ -169,6 +169,11 @@ struct Inner {
     group_calls: Vec<GroupCall>,
     invitation_faults: VecDeque<Fault>,
     user_faults: VecDeque<Fault>,
+    /// Redeem links point at the emulator's own `/redeem` page (for a browser without the
+    /// internet).
+    local_redeem: bool,
+    /// `GET /redeem` requests received (their query strings).
+    redemptions: Vec<String>,
     late_user_calls: usize,
     group_faults: VecDeque<Fault>,
     user_calls: Vec<UserCall>,
@@ -266,6 +271,7 @@ impl GraphEmulator {
             // Not Graph: the demo's hand on the directory, as the partner or an admin.
             .route("/_devkit/users/{mail}", axum::routing::get(devkit_user))
             .route("/_devkit/users/{mail}/accept", post(devkit_accept))
+            .route("/redeem", axum::routing::get(redeem_page))
             .with_state(shared.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -284,6 +290,17 @@ impl GraphEmulator {
     /// Queues a fault for the next invitation call(s).
     pub fn fail_next_invitation(&self, fault: Fault) {
         self.inner().invitation_faults.push_back(fault);
+    }
+
+    /// Redeem links point at this emulator's `/redeem` page instead of Microsoft's, so a
+    /// browser in a test can follow them.
+    pub fn serve_redeem_locally(&self) {
+        self.inner().local_redeem = true;
+    }
+
+    /// The redeem links opened (their query strings).
+    pub fn redemptions(&self) -> Vec<String> {
+        self.inner().redemptions.clone()
     }
 
     /// Queues a fault for the next call(s) about one user: `GET`/`PATCH`/`DELETE
@@ -1400,10 +1417,15 @@ async fn invitation_response(
         }
     };
     let ticket = uuid::Uuid::new_v4().simple().to_string();
-    let redeem = format!(
-        "https://login.microsoftonline.com/redeem?rd=https%3a%2f%2finvitations.microsoft.com%2fredeem%2f%3ftenant%3d{}%26user%3d{}%26ticket%3d{}%26ver%3d2.0",
-        s.settings.tenant_id, user_id, ticket
-    );
+    let local = s.inner.lock().unwrap().local_redeem;
+    let redeem = if local {
+        format!("{}/redeem?user={user_id}&ticket={ticket}", s.base_url)
+    } else {
+        format!(
+            "https://login.microsoftonline.com/redeem?rd=https%3a%2f%2finvitations.microsoft.com%2fredeem%2f%3ftenant%3d{}%26user%3d{}%26ticket%3d{}%26ver%3d2.0",
+            s.settings.tenant_id, user_id, ticket
+        )
+    };
     s.inner.lock().unwrap().redeem_urls.push(redeem.clone());
     let upn = format!("{}#EXT#@emulator.onmicrosoft.com", email.replace('@', "_"));
     let mut out = json!({
@@ -1469,6 +1491,22 @@ const READ_ONLY_USER_PROPERTIES: &[&str] = &[
     "mail",
     "userPrincipalName",
 ];
+
+/// `GET /redeem`: where a local redeem link lands (the real one is Microsoft's consent page).
+async fn redeem_page(
+    State(s): State<Arc<Shared>>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    s.inner
+        .lock()
+        .unwrap()
+        .redemptions
+        .push(query.unwrap_or_default());
+    axum::response::Html(
+        "<!doctype html><title>Microsoft redemption (emulator)</title><h1>Review permissions (emulator)</h1>",
+    )
+    .into_response()
+}
 
 /// `GET /_devkit/users/{mail}`: the user as the emulator holds it, sponsors included.
 async fn devkit_user(State(s): State<Arc<Shared>>, Path(mail): Path<String>) -> Response {

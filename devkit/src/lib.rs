@@ -3,6 +3,7 @@
 //! and the tests; never linked into the Lambda functions.
 
 pub mod events;
+pub mod function_url;
 pub mod graph;
 pub mod proxy;
 pub mod receiver;

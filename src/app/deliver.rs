@@ -7,7 +7,7 @@ use super::invite::Invited;
 use super::notify::is_notice_record;
 use super::plan::Purpose;
 use super::{App, GroupOutcome, GroupStatus};
-use crate::delivery::{DeliveryError, Message};
+use crate::delivery::{DeliveryError, LinkMode, Message};
 use crate::graph::{GraphError, GroupAdd};
 use crate::problem::Problem;
 use crate::resilience::retry;
@@ -45,8 +45,26 @@ impl App {
             invitation,
         };
         let mut failed: Vec<(String, DeliveryError)> = Vec::new();
+        // Channels that deliver the managed link get one minted for this attempt.
+        let managed = |name: &str| self.config.delivery.link_mode(name) == LinkMode::Managed;
+        let minted = if pending.iter().any(|n| managed(n)) {
+            Some(self.mint_link(run, invitation).await)
+        } else {
+            None
+        };
         for name in pending {
-            match self.deliver_one(run, &name, &msg).await {
+            let sent = match (&minted, managed(&name)) {
+                (Some(Ok(link)), true) => {
+                    let msg = Message {
+                        invitation: link,
+                        ..msg
+                    };
+                    self.deliver_one(run, &name, &msg).await
+                }
+                (Some(Err(e)), true) => Err(e.clone()),
+                _ => self.deliver_one(run, &name, &msg).await,
+            };
+            match sent {
                 Ok(()) => {
                     tracing::info!(channel = %name, "delivered");
                     log_unrecorded(self.store.record_delivered(&plan.key, &name).await);

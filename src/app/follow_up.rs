@@ -162,7 +162,7 @@ impl App {
     }
 
     /// The reminder for this period: a new invitation for the guest through `channels`.
-    fn reminder_plan(
+    pub(crate) fn reminder_plan(
         &self,
         g: &DirectoryUser,
         email: InviteeEmail,

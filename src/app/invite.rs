@@ -6,13 +6,14 @@ use std::time::Duration;
 use super::errors::{InviteError, invite_problem, lookup_problem, unusable_channel};
 use super::execute::{Run, log_unrecorded};
 use super::plan::Purpose;
-use super::{App, Outcome};
+use super::{App, Keyring, Outcome};
 use crate::delivery::Channel;
 use crate::domain::{Invitation, InvitationRequest, MAX_SPONSORS};
 use crate::graph::GraphError;
 use crate::policy::{Decision, decide};
 use crate::problem::Problem;
-use crate::resilience::{Paused, retry};
+use crate::resilience::{Deadline, Paused, retry};
+use std::sync::Arc;
 
 /// Wait suggested when the invocation has no time left for another Graph call.
 const NO_TIME_RETRY: Duration = Duration::from_secs(1);
@@ -201,7 +202,10 @@ impl App {
             });
         }
         let graph_mail = graph_mail(run).map(|c| c.name.clone());
-        let invitation = self.create(run, request).await.map_err(invite_problem)?;
+        let invitation = self
+            .create(&run.keys, run.deadline, request)
+            .await
+            .map_err(invite_problem)?;
         let key = &run.plan.key;
         log_unrecorded(
             self.store
@@ -220,12 +224,12 @@ impl App {
 
     /// `POST /invitations` under the pacing gate, retrying throttling and transient failures
     /// within the deadline; a refused credential re-reads the secret once (rotation).
-    async fn create(
+    pub(crate) async fn create(
         &self,
-        run: &Run<'_>,
+        keys: &Arc<Keyring>,
+        deadline: Deadline,
         request: &InvitationRequest,
     ) -> Result<Invitation, InviteError> {
-        let deadline = run.deadline;
         let attempt = || async {
             if !deadline.has_room_for(self.config.outbound.timeout) {
                 return Err(InviteError::Paused(Paused {
@@ -241,7 +245,7 @@ impl App {
                 reason: "timeout (deadline)".into(),
                 retry_after: None,
             };
-            let call = self.with_rotation(&run.keys, |k| async move {
+            let call = self.with_rotation(keys, |k| async move {
                 self.graph.invite(&k.graph, request).await
             });
             let result = deadline.bound(call, timeout).await;

@@ -14,6 +14,7 @@ use super::App;
 use crate::delivery::{Channel, DeliveryConfig};
 use crate::graph::{ClientCredential, GraphError};
 use crate::inbound::signature::{Key, Scheme};
+use crate::links::LinkKeys;
 use crate::secrets::SecretValues;
 use crate::telemetry::EmailHasher;
 
@@ -23,6 +24,8 @@ pub struct Keyring {
     source_keys: HashMap<String, Vec<Key>>,
     pub(crate) channels: Vec<Channel>,
     pub(crate) hasher: EmailHasher,
+    /// Managed links' keys (`link_key`), when a channel delivers managed links.
+    pub(crate) links: Option<LinkKeys>,
 }
 
 /// Where a source's keys are in the secret.
@@ -51,11 +54,20 @@ impl Keyring {
         for s in sources {
             source_keys.insert(s.name.clone(), source_keys_of(values, s)?);
         }
+        let links = if delivery.managed_links() {
+            let key = values
+                .get("link_key")
+                .ok_or("link_key is required when a channel has link = \"managed\"")?;
+            Some(LinkKeys::new(key.expose_secret().as_bytes())?)
+        } else {
+            None
+        };
         Ok(Self {
             graph,
             source_keys,
             channels: Channel::resolve(delivery, values, allow_private)?,
             hasher: EmailHasher::new(&hash_key(values)),
+            links,
         })
     }
 

@@ -3,16 +3,19 @@
 //!
 //! Where events come in:
 //! - `webhook`: `on_lambda_event` → `on_http`: receive → authenticate → replayed? →
-//!   interpret → accept;
+//!   interpret → accept; and the managed links' page (`link`: `GET`/`POST /i/{token}`);
 //! - `intake`: `accept` (plan, then execute now or enqueue), `on_queued`, `on_eventbridge`;
-//! - `follow_up`: the schedule's reminders for pending invitations.
+//! - `sweep`: the schedule's pass over the guests the relay tracks (redeemed, expired,
+//!   reminders through `follow_up`, deletions due); `follow_up` also lists pending guests.
 //!
 //! What happens to an accepted event: `plan` checks every value without I/O, then
 //! `execute` runs the steps in order — claim → decide → prepare → invite → deliver →
-//! join groups → remember — and is the one place a claim ends (completed or released). The
-//! steps themselves are in `invite` (decide, prepare, invite) and `deliver` (deliver, join
-//! groups, remember). `outcome` is what the steps answer; `errors` maps every failure to a
-//! problem.
+//! reinstate → stamp → sync sponsors → join groups → remember — or, for an offboarding,
+//! `offboard`'s actions; it is the one place a claim ends (completed or released). The steps
+//! themselves are in `invite` (decide, prepare, invite), `deliver` (deliver, join groups,
+//! remember; managed links minted by `link`), `guest` (reinstate, stamp, sponsors) and
+//! `offboard`; `notify` sends lifecycle events. `outcome` is what the steps answer; `errors`
+//! maps every failure to a problem.
 
 mod deliver;
 mod errors;
@@ -22,6 +25,7 @@ mod guest;
 mod intake;
 mod invite;
 mod keyring;
+mod link;
 mod notify;
 mod offboard;
 mod outcome;
@@ -34,6 +38,7 @@ use std::time::Duration;
 
 pub use follow_up::{FOLLOW_UP_SOURCE, FollowUp, FollowUpAction};
 pub use keyring::{Keyring, SourceKeys};
+pub use link::LinkTarget;
 pub use outcome::{
     ExistsBecause, GroupOutcome, GroupStatus, OffboardAction, Outcome, ProfileOutcome,
     ProfileStatus,

@@ -102,6 +102,9 @@ impl App {
 
     /// [`App::on_http`] with an explicit deadline.
     pub async fn on_http_until(&self, req: Request, deadline: Deadline) -> Response<Body> {
+        if let Some(token) = inbound::http::link_token(&req) {
+            return self.on_link(&req, token, deadline).await;
+        }
         let source = inbound::http::source_name(&req).and_then(|n| self.config.sources.get(n));
         match self.receive(source, &req, deadline).await {
             Ok(answer) => respond(source.map(|s| s.reply).unwrap_or_default(), answer),

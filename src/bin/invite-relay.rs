@@ -4,6 +4,7 @@
 //! invite-relay render --event FILE [--config FILE] [--source NAME] [--out DIR]
 //! invite-relay pending [--days N] [--resend] [--show-emails]
 //! invite-relay sweep
+//! invite-relay link revoke|issue (--email EMAIL | --event SOURCE/EVENT_ID)
 //! ```
 //!
 //! `render` shows every channel's message for an event, in every language each channel speaks,
@@ -19,6 +20,10 @@
 //!
 //! `sweep` runs the worker's scheduled sweep once, now (redemptions, expiries, reminders due,
 //! deletions due, for the guests the relay tracks) and prints the counts per action.
+//!
+//! `link revoke` revokes the managed links of an event, or every managed link of the guest
+//! with that address (their page then says the link no longer works); `link issue` revokes
+//! the guest's links and sends a fresh one through the channels the first went to.
 
 use std::process::ExitCode;
 
@@ -27,12 +32,12 @@ use invite_relay::config::load_relay;
 use invite_relay::delivery::preview::{Sample, render_all};
 use invite_relay::domain::{DisplayName, InviteeEmail};
 
-const USAGE: &str = "usage:\n  invite-relay render --event FILE [--config FILE] [--source NAME] [--out DIR]\n  invite-relay pending [--days N] [--resend] [--show-emails]\n  invite-relay sweep";
+const USAGE: &str = "usage:\n  invite-relay render --event FILE [--config FILE] [--source NAME] [--out DIR]\n  invite-relay pending [--days N] [--resend] [--show-emails]\n  invite-relay sweep\n  invite-relay link revoke|issue (--email EMAIL | --event SOURCE/EVENT_ID)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = args.first().map(String::as_str);
-    if matches!(command, Some("pending" | "sweep")) {
+    if matches!(command, Some("pending" | "sweep" | "link")) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -40,6 +45,8 @@ fn main() -> ExitCode {
         let work = async {
             if command == Some("sweep") {
                 sweep(&args[1..]).await
+            } else if command == Some("link") {
+                link(&args[1..]).await
             } else {
                 pending(&args[1..]).await
             }
@@ -186,6 +193,45 @@ async fn sweep(args: &[String]) -> Result<(), String> {
         "{}",
         serde_json::json!({"status": "sweep", "actions": counts})
     );
+    Ok(())
+}
+
+async fn link(args: &[String]) -> Result<(), String> {
+    use invite_relay::app::LinkTarget;
+    let usage = || USAGE.to_owned();
+    let (action, rest) = args.split_first().ok_or_else(usage)?;
+    let target = match rest {
+        [flag, value] if flag == "--email" => LinkTarget::Email(value.trim().to_owned()),
+        [flag, value] if flag == "--event" => {
+            let (source, event_id) = value.split_once('/').ok_or_else(usage)?;
+            LinkTarget::Event(invite_relay::store::EventKey {
+                source: source.to_owned(),
+                event_id: event_id.to_owned(),
+            })
+        }
+        _ => return Err(usage()),
+    };
+    let app = invite_relay::App::from_env(invite_relay::config::Role::Webhook)
+        .await
+        .map_err(|e| e.to_string())?;
+    let deadline = invite_relay::resilience::Deadline::after(std::time::Duration::from_secs(120));
+    match action.as_str() {
+        "revoke" => {
+            let n = app
+                .revoke_links(&target, deadline)
+                .await
+                .map_err(|p| format!("{}: {}", p.kind.slug(), p.detail))?;
+            println!("{}", serde_json::json!({"status": "revoked", "links": n}));
+        }
+        "issue" => {
+            let outcome = app
+                .issue_link(&target, deadline)
+                .await
+                .map_err(|p| format!("{}: {}", p.kind.slug(), p.detail))?;
+            println!("{}", outcome.to_json());
+        }
+        _ => return Err(usage()),
+    }
     Ok(())
 }
 

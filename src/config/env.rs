@@ -6,8 +6,8 @@ use std::time::Duration;
 use url::Url;
 
 use super::{
-    ConfigError, FollowUpSettings, GateSettings, InboundSettings, InviteePolicy, Mode,
-    OutboundSettings, Processing, SecretSettings, StoreSettings, err,
+    ConfigError, FollowUpSettings, GateSettings, InboundSettings, InviteePolicy, LinkSettings,
+    Mode, OutboundSettings, Processing, SecretSettings, StoreSettings, err,
 };
 use crate::domain::{DomainPolicy, RedirectPolicy, RedirectUrl};
 use crate::graph::{GraphSettings, cloud_hosts};
@@ -184,11 +184,51 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         })
     }
 
+    /// Managed links' settings; `LINK_BASE_URL` is required when a channel uses them.
+    pub fn links(&self, managed: bool) -> Result<LinkSettings, ConfigError> {
+        let base_url = match self.var("LINK_BASE_URL") {
+            Some(raw) => Some(link_base(
+                &raw,
+                self.flag("DELIVERY_ALLOW_PRIVATE_NETWORKS")?,
+            )?),
+            None if managed => {
+                return Err(ConfigError(
+                    "LINK_BASE_URL is required when a channel has link = \"managed\" (the Function URL)".into(),
+                ));
+            }
+            None => None,
+        };
+        Ok(LinkSettings {
+            base_url,
+            ttl: Duration::from_secs(24 * 3600 * self.number("LINK_TTL_DAYS", 30, 1..=365)?),
+            per_ip_per_minute: self.number("LINK_REQUESTS_PER_IP_PER_MINUTE", 30, 1..=10_000)?,
+            accepts_per_hour: self.number("LINK_ACCEPTS_PER_HOUR", 5, 1..=100)?,
+        })
+    }
+
     pub fn follow_up(&self) -> Result<FollowUpSettings, ConfigError> {
         Ok(FollowUpSettings {
             after_days: self.number("FOLLOW_UP_AFTER_DAYS", 7, 1..=365)?,
         })
     }
+}
+
+/// The links' base: https (http only on loopback when private networks are allowed, for
+/// local runs), no query or fragment; a trailing slash is added.
+fn link_base(raw: &str, allow_loopback_http: bool) -> Result<url::Url, ConfigError> {
+    let bad = || ConfigError("LINK_BASE_URL: an https URL without query or fragment".into());
+    let mut u = url::Url::parse(raw.trim()).map_err(|_| bad())?;
+    let loopback = matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    let scheme_ok =
+        u.scheme() == "https" || (u.scheme() == "http" && loopback && allow_loopback_http);
+    if !scheme_ok || u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() {
+        return Err(bad());
+    }
+    if !u.path().ends_with('/') {
+        let path = format!("{}/", u.path());
+        u.set_path(&path);
+    }
+    Ok(u)
 }
 
 /// A comma-separated list.

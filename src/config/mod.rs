@@ -42,11 +42,14 @@ pub struct Config {
     pub processing: Processing,
     pub store: StoreSettings,
     pub follow_up: FollowUpSettings,
+    pub links: LinkSettings,
     pub sources: BTreeMap<String, Source>,
     /// Channels, routes and templates (`[channels.*]`, `[[routes]]`, `[brand]`).
     pub delivery: Arc<DeliveryConfig>,
     /// Existing users, sponsors and groups (`[invitations]`).
     pub policy: Policy,
+    /// The managed links' landing page (`[landing]`).
+    pub landing: Arc<crate::landing::Landing>,
 }
 
 /// The Secrets Manager secret: its id, how long a read is cached, and whether start-up reads it.
@@ -123,6 +126,19 @@ pub struct FollowUpSettings {
     pub after_days: u64,
 }
 
+/// Managed links: where the landing page is, how long a link lives, the rate limits.
+#[derive(Debug, Clone)]
+pub struct LinkSettings {
+    /// The Function URL (or the domain in front of it) the links point to (`LINK_BASE_URL`);
+    /// required when a channel delivers managed links.
+    pub base_url: Option<url::Url>,
+    pub ttl: Duration,
+    /// Page views and Accepts per source IP and minute.
+    pub per_ip_per_minute: u64,
+    /// Accepts (each a re-invitation) per link and hour.
+    pub accepts_per_hour: u64,
+}
+
 /// A configuration problem, reported as one line at start-up.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {0}")]
@@ -185,6 +201,7 @@ impl Config {
             sources,
             delivery,
             policy,
+            landing,
         } = load_relay(env.relay_config().as_deref(), &tenant_domains)?;
         Ok(Self {
             secrets: env.secrets()?,
@@ -196,9 +213,11 @@ impl Config {
             processing: env.processing()?,
             store: env.store()?,
             follow_up: env.follow_up()?,
+            links: env.links(delivery.managed_links())?,
             sources,
             delivery: Arc::new(delivery),
             policy,
+            landing: Arc::new(landing),
         })
     }
 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::{ConfigError, err};
 use crate::delivery::{Brand, ChannelSpec, DeliveryConfig, RouteSpec};
 use crate::inbound::{Source, SourceSpec};
+use crate::landing::{Landing, LandingSpec};
 use crate::policy::{InvitationSpec, OffboardingSpec, Policy};
 
 /// Built-in source presets, compiled into the binary. `RELAY_CONFIG` may add sources or
@@ -42,6 +43,8 @@ struct RelayFile {
     invitations: InvitationSpec,
     #[serde(default)]
     offboarding: OffboardingSpec,
+    #[serde(default)]
+    landing: LandingSpec,
 }
 
 /// What `RELAY_CONFIG` (with the presets) defines.
@@ -50,6 +53,8 @@ pub struct Relay {
     pub sources: BTreeMap<String, Source>,
     pub delivery: DeliveryConfig,
     pub policy: Policy,
+    /// The managed links' landing page.
+    pub landing: Landing,
 }
 
 /// Sources and delivery from `RELAY_CONFIG` (and the presets), as the functions load them.
@@ -84,11 +89,13 @@ pub fn load_relay(
     )
     .map_err(labelled)?;
     let policy = Policy::compile(user.invitations, user.offboarding).map_err(labelled)?;
+    let landing = Landing::compile(user.landing, &user.brand).map_err(labelled)?;
     let sources = compile_sources(user.sources, &label, &text)?;
     Ok(Relay {
         sources,
         delivery,
         policy,
+        landing,
     })
 }
 

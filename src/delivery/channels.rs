@@ -93,6 +93,18 @@ pub struct ChannelSpec {
     /// Template overrides: language → part → template.
     #[serde(default)]
     pub templates: templates::TemplateSpec,
+    /// `direct` (Graph's redeem link, the default) or `managed` (the relay's own link to its
+    /// landing page, which mints the redeem link when the partner presses Accept).
+    pub link: Option<LinkMode>,
+}
+
+/// Which link a channel delivers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkMode {
+    #[default]
+    Direct,
+    Managed,
 }
 
 /// Email settings, checked.
@@ -132,6 +144,7 @@ pub struct ChannelConfig {
     pub email: Option<EmailSettings>,
     /// Declared in configuration (its secret keys must exist), rather than found in the secret.
     pub(super) declared: bool,
+    pub link: LinkMode,
 }
 
 /// Everything about delivery that configuration decides.
@@ -186,6 +199,7 @@ impl DeliveryConfig {
                     signing_secret: "delivery_signing_secret".to_owned(),
                     email: None,
                     declared: false,
+                    link: LinkMode::Direct,
                 });
             }
         }
@@ -198,6 +212,19 @@ impl DeliveryConfig {
             routes,
             templates,
         })
+    }
+
+    /// Whether a channel delivers managed links.
+    pub fn managed_links(&self) -> bool {
+        self.channels.iter().any(|c| c.link == LinkMode::Managed)
+    }
+
+    /// How `channel` delivers the link (direct for an unknown name).
+    pub fn link_mode(&self, channel: &str) -> LinkMode {
+        self.channels
+            .iter()
+            .find(|c| c.name == channel)
+            .map_or(LinkMode::Direct, |c| c.link)
     }
 
     /// Email channels' SES regions (`None`: the function's own).
@@ -302,6 +329,13 @@ fn compile_channel(
             "webhook",
         )?;
     }
+    let link = spec.link.unwrap_or_default();
+    if link == LinkMode::Managed && kind == ChannelKind::Microsoft {
+        return Err(format!(
+            "{}: Microsoft's email carries Graph's own link; managed links need another channel",
+            at(name, "link")
+        ));
+    }
     let config = ChannelConfig {
         name: name.to_owned(),
         kind,
@@ -313,6 +347,7 @@ fn compile_channel(
             .unwrap_or_else(|| "delivery_signing_secret".to_owned()),
         email,
         declared: true,
+        link,
     };
     Ok((config, spec.default_language, spec.templates))
 }

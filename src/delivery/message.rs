@@ -6,6 +6,7 @@ use super::templates;
 use crate::domain::{DisplayName, EventDetails, Invitation, InviteeEmail};
 
 /// What a channel delivers: the invitee and the created invitation.
+#[derive(Clone, Copy)]
 pub struct Message<'a> {
     pub source: &'a str,
     pub event_id: &'a str,

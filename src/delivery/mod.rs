@@ -30,7 +30,9 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-pub use channels::{ChannelConfig, ChannelKind, ChannelSpec, DeliveryConfig, EmailSettings};
+pub use channels::{
+    ChannelConfig, ChannelKind, ChannelSpec, DeliveryConfig, EmailSettings, LinkMode,
+};
 pub use message::{Message, context, sample_invitation};
 pub use notice::{Notice, NoticeKind};
 pub use render::{Rendered, microsoft_message, render};

@@ -18,6 +18,9 @@ pub enum NoticeKind {
     /// The invitation was created and its link delivered (the link message itself).
     #[serde(rename = "invitation.created")]
     InvitationCreated,
+    /// The partner pressed Accept on the managed link's page (once per link).
+    #[serde(rename = "invitation.opened")]
+    InvitationOpened,
     #[serde(rename = "invitation.redeemed")]
     InvitationRedeemed,
     /// The pending guest disappeared (deleted, e.g. by a lifecycle policy).
@@ -33,8 +36,9 @@ pub enum NoticeKind {
 }
 
 impl NoticeKind {
-    pub const ALL: [NoticeKind; 6] = [
+    pub const ALL: [NoticeKind; 7] = [
         NoticeKind::InvitationCreated,
+        NoticeKind::InvitationOpened,
         NoticeKind::InvitationRedeemed,
         NoticeKind::InvitationExpired,
         NoticeKind::InvitationFailed,
@@ -45,6 +49,7 @@ impl NoticeKind {
     pub fn name(self) -> &'static str {
         match self {
             NoticeKind::InvitationCreated => "invitation.created",
+            NoticeKind::InvitationOpened => "invitation.opened",
             NoticeKind::InvitationRedeemed => "invitation.redeemed",
             NoticeKind::InvitationExpired => "invitation.expired",
             NoticeKind::InvitationFailed => "invitation.failed",
@@ -61,6 +66,7 @@ impl NoticeKind {
     fn headline(self) -> &'static str {
         match self {
             NoticeKind::InvitationCreated => "was invited",
+            NoticeKind::InvitationOpened => "opened the invitation and is signing in",
             NoticeKind::InvitationRedeemed => "accepted the invitation",
             NoticeKind::InvitationExpired => {
                 "no longer has a pending invitation (the guest was deleted)"

@@ -14,7 +14,7 @@ pub use display_name::DisplayName;
 pub use email::{DomainPolicy, EmailRule, InviteeEmail};
 pub use invitation::{Invitation, InvitationRequest, MAX_SPONSORS, MessageInfo, UserType};
 pub use profile::{
-    PROFILE_PROPERTIES, Profile, ProfileError, Provenance, ProvenanceSlots, is_profile_property,
-    parse_date,
+    PROFILE_PROPERTIES, Profile, ProfileError, Provenance, ProvenanceSlots, is_language_tag,
+    is_profile_property, parse_date,
 };
 pub use redirect::{RedirectPolicy, RedirectRule, RedirectUrl};

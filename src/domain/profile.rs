@@ -110,7 +110,8 @@ fn usage_location(v: &str) -> Option<String> {
     (code.len() == 2 && ISO_3166.split(' ').any(|c| c == code)).then_some(code)
 }
 
-fn is_language_tag(v: &str) -> bool {
+/// Whether `v` looks like a BCP 47 language tag (`de`, `fr-CA`).
+pub fn is_language_tag(v: &str) -> bool {
     v.split('-')
         .all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
 }

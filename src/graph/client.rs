@@ -108,6 +108,19 @@ impl GraphClient {
         }
     }
 
+    /// A redeem link is https — or, against a Graph on plain-HTTP loopback (the project's
+    /// emulator; production Graph is https), on that Graph's own origin.
+    fn redeem_url_ok(&self, url: &str) -> bool {
+        if url.starts_with("https://") {
+            return true;
+        }
+        let origin = self.api.trim_end_matches("/v1.0");
+        let loopback = ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"]
+            .iter()
+            .any(|p| origin.starts_with(p));
+        loopback && url.starts_with(&format!("{origin}/"))
+    }
+
     pub fn tokens(&self) -> &TokenProvider {
         &self.tokens
     }
@@ -162,7 +175,7 @@ impl GraphClient {
             .map_err(|_| GraphError::InvalidResponse("the invitation response is not JSON"))?;
         let redeem_url = r
             .invite_redeem_url
-            .filter(|u| u.expose_secret().starts_with("https://"))
+            .filter(|u| self.redeem_url_ok(u.expose_secret()))
             .ok_or(GraphError::InvalidResponse(
                 "the invitation response has no inviteRedeemUrl",
             ))?;

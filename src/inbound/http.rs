@@ -5,12 +5,10 @@ use lambda_http::{Body, Request, RequestExt};
 use super::BodyFormat;
 use crate::problem::{Problem, ProblemKind};
 
-/// The source named by `POST /webhooks/{source}`.
-///
-/// Routes on the path as called (`raw_http_path`) less the API Gateway stage: a REST API (v1)
-/// event's path has no stage, but an HTTP API (v2) event on a named stage carries it in
-/// `rawPath` (`/prod/webhooks/generic`), and a Function URL has none.
-pub fn source_name(req: &Request) -> Option<&str> {
+/// The path as called (`raw_http_path`) less the API Gateway stage: a REST API (v1) event's
+/// path has no stage, but an HTTP API (v2) event on a named stage carries it in `rawPath`
+/// (`/prod/webhooks/generic`), and a Function URL has none.
+fn route_path(req: &Request) -> &str {
     let path = req.raw_http_path();
     let path = if path.is_empty() {
         req.uri().path()
@@ -21,14 +19,32 @@ pub fn source_name(req: &Request) -> Option<&str> {
         .extensions()
         .get::<super::lambda::Called>()
         .and_then(|c| c.stage.as_deref());
-    let path = stage
+    stage
         .filter(|s| *s != "$default")
         .and_then(|s| path.strip_prefix('/')?.strip_prefix(s))
         .filter(|rest| rest.starts_with('/'))
-        .unwrap_or(path);
-    let rest = path.strip_prefix("/webhooks/")?;
+        .unwrap_or(path)
+}
+
+/// The source named by `POST /webhooks/{source}`.
+pub fn source_name(req: &Request) -> Option<&str> {
+    let rest = route_path(req).strip_prefix("/webhooks/")?;
     let name = rest.strip_suffix('/').unwrap_or(rest);
     (!name.is_empty() && !name.contains('/')).then_some(name)
+}
+
+/// The token of a managed link's page, `/i/{token}` (any shape: checked by the page).
+pub fn link_token(req: &Request) -> Option<&str> {
+    let rest = route_path(req).strip_prefix("/i/")?;
+    (!rest.contains('/')).then_some(rest)
+}
+
+/// The caller's address, as the Function URL or API Gateway reported it.
+pub fn source_ip(req: &Request) -> &str {
+    req.extensions()
+        .get::<super::lambda::Called>()
+        .and_then(|c| c.source_ip.as_deref())
+        .unwrap_or("unknown")
 }
 
 /// The raw body bytes as received (Lambda has already undone `isBase64Encoded`), after the

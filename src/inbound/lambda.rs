@@ -48,6 +48,9 @@ pub struct Called {
     pub origin: Origin,
     /// The API Gateway stage, when the event names one other than `$default`.
     pub stage: Option<String>,
+    /// The caller's address as the Function URL or API Gateway saw it (`requestContext`), for
+    /// rate limits.
+    pub source_ip: Option<String>,
 }
 
 /// An event that can't become a request: answered with `problem` in `origin`'s format.
@@ -84,10 +87,13 @@ struct V2Context {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct V2Http {
     method: String,
     #[serde(default)]
     path: Option<String>,
+    #[serde(default)]
+    source_ip: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -119,6 +125,15 @@ struct V1Context {
     stage: Option<String>,
     #[serde(default)]
     domain_name: Option<String>,
+    #[serde(default)]
+    identity: V1Identity,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct V1Identity {
+    #[serde(default)]
+    source_ip: Option<String>,
 }
 
 /// The parts both formats share, before the request is built.
@@ -132,6 +147,7 @@ struct Parts {
     headers: Vec<(String, String)>,
     domain_name: Option<String>,
     stage: Option<String>,
+    source_ip: Option<String>,
     body: Option<String>,
     base64: bool,
 }
@@ -205,6 +221,7 @@ pub fn to_request(
     req.extensions_mut().insert(Called {
         origin,
         stage: parts.stage,
+        source_ip: parts.source_ip,
     });
     let req = req.with_raw_http_path(parts.raw_path);
     Ok(match context {
@@ -259,6 +276,7 @@ fn v2_parts(event: Value) -> Result<Parts, Refused> {
         headers: e.headers.unwrap_or_default().into_iter().collect(),
         domain_name: e.request_context.domain_name,
         stage: e.request_context.stage.filter(|s| s != "$default"),
+        source_ip: e.request_context.http.source_ip,
         body: e.body,
         base64: e.is_base64_encoded,
     })
@@ -301,6 +319,7 @@ fn v1_parts(event: Value) -> Result<Parts, Refused> {
         headers: v1_headers(e.multi_value_headers, e.headers),
         domain_name: e.request_context.domain_name,
         stage,
+        source_ip: e.request_context.identity.source_ip,
         body: e.body,
         base64: e.is_base64_encoded,
     })

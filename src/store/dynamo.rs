@@ -27,17 +27,27 @@ pub struct DynamoStore {
     retention: Duration,
 }
 
-fn now() -> Duration {
+impl DynamoStore {
+    pub(super) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub(super) fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+pub(super) fn now() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
+pub(super) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn n(v: impl ToString) -> AttributeValue {
+pub(super) fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
@@ -45,11 +55,16 @@ fn item_id(key: &EventKey) -> String {
     format!("{}#{}", key.source, key.event_id)
 }
 
-fn store_err<E: ProvideErrorMetadata>(op: &'static str, e: &E) -> StoreError {
+pub(super) fn store_err<E: ProvideErrorMetadata>(op: &'static str, e: &E) -> StoreError {
     StoreError(format!(
         "DynamoDB {op} failed: {}",
         e.code().unwrap_or("unreachable")
     ))
+}
+
+/// A string attribute.
+pub(super) fn text(item: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
+    item.get(k).and_then(|v| v.as_s().ok()).cloned()
 }
 
 fn progress_of(item: &HashMap<String, AttributeValue>) -> Progress {
@@ -111,7 +126,7 @@ fn is_completed(item: &HashMap<String, AttributeValue>) -> bool {
         .is_some_and(|st| st == "COMPLETED")
 }
 
-fn number(item: &HashMap<String, AttributeValue>, k: &str) -> u64 {
+pub(super) fn number(item: &HashMap<String, AttributeValue>, k: &str) -> u64 {
     item.get(k)
         .and_then(|v| v.as_n().ok())
         .and_then(|n| n.parse().ok())
@@ -488,7 +503,10 @@ impl DynamoStore {
     }
 
     /// A consistent read that treats expired items as absent.
-    async fn get(&self, id: &str) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+    pub(super) async fn get(
+        &self,
+        id: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
         let out = self
             .client
             .get_item()

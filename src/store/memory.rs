@@ -26,6 +26,7 @@ pub struct MemoryStore {
     records: Mutex<HashMap<EventKey, Record>>,
     deliveries: Mutex<HashMap<DeliveryKey, (EventKey, Instant)>>,
     invitees: Mutex<HashMap<String, Invitee>>,
+    pub(super) links: Box<super::links::MemoryLinks>,
 }
 
 impl MemoryStore {
@@ -36,6 +37,7 @@ impl MemoryStore {
             records: Mutex::new(HashMap::new()),
             deliveries: Mutex::new(HashMap::new()),
             invitees: Mutex::new(HashMap::new()),
+            links: Box::default(),
         }
     }
 

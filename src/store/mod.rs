@@ -5,11 +5,14 @@
 //! finish invites again (Graph returns a fresh link for the same user).
 
 mod dynamo;
+mod dynamo_links;
+mod links;
 mod memory;
 
 use std::time::Duration;
 
 pub use dynamo::{DynamoStore, TRACKING_INDEX};
+pub use links::{LinkRecord, LinkState};
 pub use memory::MemoryStore;
 
 /// `source` + `event_id`.

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod battery;
+mod browser;
 mod channels;
 mod faults;
 mod fuzz;
@@ -13,6 +14,7 @@ mod graph_errors;
 mod guest_life;
 mod lambda_events;
 mod lifecycle;
+mod links;
 mod presets;
 mod refusals;
 mod release_binary;
