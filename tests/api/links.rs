@@ -479,3 +479,41 @@ async fn managed_links_fail_closed_without_their_settings() {
     .await;
     assert!(app.err().unwrap().contains("LINK_BASE_URL"));
 }
+
+/// `link issue`: the guest's links are revoked and a fresh one goes out through the same
+/// channels (a new invitation for the same guest).
+#[tokio::test]
+async fn a_new_link_can_be_issued_and_the_old_one_ends() {
+    let table = create_table().await;
+    let t = links_app(vec![("IDEMPOTENCY_TABLE", table)]).await;
+    t.post(&sample_body()).await;
+    let old = token_of(&managed_link(&t, 0));
+    let deadline = Deadline::after(Duration::from_secs(10));
+    let target = invite_relay::app::LinkTarget::Email(SAMPLE_EMAIL.into());
+    let outcome = t.app.issue_link(&target, deadline).await.unwrap();
+    assert_eq!(outcome.status(), "invited", "{:?}", outcome.to_json());
+    assert_eq!(t.slack.delivered().len(), 2);
+    let new = token_of(&managed_link(&t, 1));
+    assert_ne!(old, new);
+    assert_eq!(
+        call(&t, page_event("GET", &old, "198.51.100.20", None))
+            .await
+            .status,
+        410
+    );
+    assert_eq!(
+        call(&t, page_event("GET", &new, "198.51.100.20", None))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(invitations(&t), 2, "one new invitation for the same guest");
+    let revoked = t.app.revoke_links(&target, deadline).await.unwrap();
+    assert_eq!(revoked, 1, "only the new one was still active");
+    assert_eq!(
+        call(&t, page_event("GET", &new, "198.51.100.20", None))
+            .await
+            .status,
+        410
+    );
+}
