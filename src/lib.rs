@@ -9,16 +9,20 @@
 //! - [`inbound`]: the Lambda event as a request (`inbound::lambda`), routing and limits,
 //!   strict JSON, signature schemes (one file each), sources and their mappings → `CrmEvent`.
 //! - [`app`]: the dependencies, built once, and the pipeline. **`app/execute.rs` orders the
-//!   steps** (claim → decide → prepare → invite → deliver → join groups → remember) and is the
-//!   only place a claim ends; the steps are in `app/invite.rs` and `app/deliver.rs`; the pure
-//!   checks before any I/O in `app/plan.rs`; the HTTP edge in `app/webhook.rs`; queue and
-//!   EventBridge intake in `app/intake.rs`; every failure's problem in `app/errors.rs`.
+//!   steps** (claim → decide → prepare → invite → deliver → reinstate → stamp → sync sponsors
+//!   → join groups → remember, or an offboarding's actions) and is the only place a claim ends;
+//!   the steps are in `app/invite.rs`, `app/deliver.rs`, `app/guest.rs` and `app/offboard.rs`;
+//!   the pure checks before any I/O in `app/plan.rs`; the HTTP edge in `app/webhook.rs` (and
+//!   the managed links' page in `app/link.rs`); queue and EventBridge intake in
+//!   `app/intake.rs`; the schedule's sweep in `app/sweep.rs`; lifecycle events in
+//!   `app/notify.rs`; every failure's problem in `app/errors.rs`.
 //! - [`graph`]: app-only tokens (secret or certificate), invitations, user queries, group
 //!   membership, with classified errors; `policy`: what the invitation policy decides.
 //! - [`delivery`]: channels (SES email, Slack, Teams, signed webhook, Microsoft's own email),
 //!   templates, routes, previews and the outbound URL guard.
 //! - [`store`]: idempotency records (DynamoDB, or memory), so retries neither invite nor
-//!   notify twice; `queue`: queue mode's messages and the dead-letter queue;
+//!   notify twice, the guests the relay tracks, and managed links (`store/links.rs`);
+//!   `queue`: queue mode's messages and the dead-letter queue;
 //!   [`worker`]: the worker function's SQS batches, EventBridge events and schedule.
 //!
 //! Around it:
@@ -28,6 +32,8 @@
 //!   event details, the invitation request).
 //! - `expr`: the expression language of mappings, filters and routes (minijinja).
 //! - [`standard_webhooks`]: Standard Webhooks keys, signing and the signature check.
+//! - [`links`]: managed links' tokens, keyed hashes, nonces and sealing; [`landing`]: their
+//!   page.
 //! - [`net`]: the one TLS configuration and HTTP client builder; [`aws`]: the AWS SDK over it.
 //! - [`resilience`]: deadlines, retries, invitation pacing, the Graph circuit breaker.
 //! - `secrets`: the Secrets Manager secret, cached and re-read on rotation.
@@ -39,6 +45,8 @@
 //!   `app/execute.rs`'s `steps`, and a progress record in `store` if it must not repeat.
 //! - A new kind of work (a reminder, an offboarding): a `Purpose` variant in `app/plan.rs` and
 //!   the steps that ask it.
+//! - A lifecycle event: a `NoticeKind` variant (`delivery/notice.rs`) and the step that sends
+//!   it through `app/notify.rs`.
 //! - A CRM: `presets/NAME.toml`, a sample in `events/`, a case in `tests/api/presets.rs`.
 //! - A signature scheme: `inbound/signature/NAME.rs`, a `Scheme` variant, known answers.
 //! - A channel kind: a `ChannelKind` variant, `delivery/NAME.rs`, an arm in
