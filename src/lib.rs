@@ -71,6 +71,7 @@ pub mod inbound;
 pub mod landing;
 pub mod links;
 pub mod net;
+pub mod ops;
 pub(crate) mod policy;
 pub(crate) mod problem;
 pub(crate) mod queue;

@@ -32,35 +32,51 @@ use invite_relay::config::load_relay;
 use invite_relay::delivery::preview::{Sample, render_all};
 use invite_relay::domain::{DisplayName, InviteeEmail};
 
-const USAGE: &str = "usage:\n  invite-relay render --event FILE [--config FILE] [--source NAME] [--out DIR]\n  invite-relay pending [--days N] [--resend] [--show-emails]\n  invite-relay sweep\n  invite-relay link revoke|issue (--email EMAIL | --event SOURCE/EVENT_ID)";
+const USAGE: &str = "usage:
+  invite-relay render --event FILE [--config FILE] [--source NAME] [--out DIR]
+  invite-relay doctor [--json]
+  invite-relay status (EMAIL | SOURCE/EVENT_ID) [--json] [--show-emails]
+  invite-relay resend SOURCE/EVENT_ID
+  invite-relay dlq list [--json] [--show-emails]
+  invite-relay dlq redrive [--reason R] [--older-than DURATION] [--json]
+  invite-relay dlq drop SOURCE/EVENT_ID
+  invite-relay bulk FILE.csv [--out RESULT.csv] [--dry-run] [--source NAME]
+  invite-relay pending [--days N] [--resend] [--show-emails]
+  invite-relay sweep
+  invite-relay link revoke|issue (--email EMAIL | --event SOURCE/EVENT_ID)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = args.first().map(String::as_str);
-    if matches!(command, Some("pending" | "sweep" | "link")) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
-        let work = async {
-            if command == Some("sweep") {
-                sweep(&args[1..]).await
-            } else if command == Some("link") {
-                link(&args[1..]).await
-            } else {
-                pending(&args[1..]).await
-            }
-        };
-        return match runtime.block_on(work) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("invite-relay: {e}");
-                ExitCode::FAILURE
-            }
-        };
+    let Some((command, rest)) = args.split_first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    if command == "render" {
+        return finish(run(rest).map(|()| ExitCode::SUCCESS));
     }
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let done = |r: Result<(), String>| r.map(|()| ExitCode::SUCCESS);
+    finish(runtime.block_on(async {
+        match command.as_str() {
+            "doctor" => invite_relay::ops::doctor::run(rest).await,
+            "status" => invite_relay::ops::status::run(rest).await,
+            "resend" => invite_relay::ops::status::resend(rest).await,
+            "dlq" => invite_relay::ops::dlq::run(rest).await,
+            "bulk" => invite_relay::ops::bulk::run(rest).await,
+            "pending" => done(pending(rest).await),
+            "sweep" => done(sweep(rest).await),
+            "link" => done(link(rest).await),
+            _ => Err(USAGE.into()),
+        }
+    }))
+}
+
+fn finish(result: Result<ExitCode, String>) -> ExitCode {
+    match result {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("invite-relay: {e}");
             ExitCode::FAILURE
@@ -68,11 +84,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Vec<String>) -> Result<(), String> {
-    let (command, rest) = args.split_first().ok_or(USAGE)?;
-    if command != "render" {
-        return Err(USAGE.into());
-    }
+fn run(rest: &[String]) -> Result<(), String> {
     let mut opts = std::collections::HashMap::new();
     let mut it = rest.iter();
     while let Some(flag) = it.next() {

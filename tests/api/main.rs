@@ -5,6 +5,7 @@ mod helpers;
 
 mod battery;
 mod browser;
+mod bulk;
 mod channels;
 mod faults;
 mod fuzz;
@@ -15,6 +16,8 @@ mod guest_life;
 mod lambda_events;
 mod lifecycle;
 mod links;
+mod metrics;
+mod operators;
 mod presets;
 mod refusals;
 mod release_binary;
