@@ -49,6 +49,32 @@ impl ProblemKind {
         }
     }
 
+    /// Every kind, in the README's order.
+    pub const ALL: [ProblemKind; 19] = {
+        use ProblemKind::*;
+        [
+            NotFound,
+            MethodNotAllowed,
+            PayloadTooLarge,
+            UriTooLong,
+            HeadersTooLarge,
+            UnsupportedMediaType,
+            Malformed,
+            Signature,
+            Unprocessable,
+            InvalidInvitee,
+            RedirectNotAllowed,
+            NoRoute,
+            GraphRejected,
+            InProgress,
+            UpstreamAuth,
+            UpstreamInvalid,
+            UpstreamUnavailable,
+            DeliveryFailed,
+            Internal,
+        ]
+    };
+
     /// The last segment of the `type` URI.
     pub fn slug(self) -> &'static str {
         use ProblemKind::*;

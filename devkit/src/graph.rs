@@ -26,6 +26,10 @@
 //!   replicated yet (see [`GraphEmulator::set_replication_lag`]); `400` "One or more added
 //!   object references already exist" for a member.
 //!
+//! - `GET /v1.0/groups/{id}` and `GET /v1.0/users/{id}/memberOf` (id and display name);
+//!   tokens carry the consented application permissions as `roles`
+//!   ([`GraphEmulator::set_roles`]).
+//!
 //! Faults can be queued for the next calls. Every call is recorded for assertions.
 
 use std::collections::{HashMap, VecDeque};
@@ -185,6 +189,8 @@ struct Inner {
     invitation_calls: Vec<InvitationCall>,
     token_calls: Vec<TokenCall>,
     redeem_urls: Vec<String>,
+    /// The application permissions consented to the app: the `roles` claim of its tokens.
+    roles: Vec<String>,
 }
 
 /// The emulator's fixed identity.
@@ -228,6 +234,7 @@ impl GraphEmulator {
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 client_secrets: vec![settings.client_secret.clone()],
+                roles: DEFAULT_ROLES.iter().map(|r| (*r).to_owned()).collect(),
                 ..Inner::default()
             }),
             settings,
@@ -267,6 +274,8 @@ impl GraphEmulator {
             .route("/v1.0/invitations", post(invitations))
             .route("/v1.0/users", axum::routing::get(users))
             .route("/v1.0/groups/{id}/members/$ref", post(add_member))
+            .route("/v1.0/groups/{id}", axum::routing::get(get_group))
+            .route("/v1.0/users/{id}/memberOf", axum::routing::get(member_of))
             .merge(user_routes)
             // Not Graph: the demo's hand on the directory, as the partner or an admin.
             .route("/_devkit/users/{mail}", axum::routing::get(devkit_user))
@@ -478,6 +487,12 @@ impl GraphEmulator {
         self.inner().replication_lag = n;
     }
 
+    /// The application permissions in the tokens issued from now on (the `roles` claim), as
+    /// if the admin had consented exactly these.
+    pub fn set_roles(&self, roles: &[&str]) {
+        self.inner().roles = roles.iter().map(|r| (*r).to_owned()).collect();
+    }
+
     /// Creates an empty group.
     pub fn add_group(&self, id: &str) {
         self.inner().groups.insert(id.to_owned(), Vec::new());
@@ -494,6 +509,63 @@ impl GraphEmulator {
     pub fn group_calls(&self) -> Vec<GroupCall> {
         self.inner().group_calls.clone()
     }
+}
+
+/// The permissions consented by default: every feature of the relay works.
+pub const DEFAULT_ROLES: &[&str] = &[
+    "User.Invite.All",
+    "User.ReadWrite.All",
+    "GroupMember.ReadWrite.All",
+    "User.RevokeSessions.All",
+    "User.EnableDisableAccount.All",
+    "User.DeleteRestore.All",
+];
+
+/// `GET /groups/{id}`: the group's `id` and `displayName` (`$select` honoured for those), or
+/// 404 `Request_ResourceNotFound`.
+async fn get_group(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    if !s.inner.lock().unwrap().groups.contains_key(&id) {
+        return not_found(&id).1;
+    }
+    axum::Json(json!({"id": id, "displayName": group_name(&id)})).into_response()
+}
+
+fn group_name(id: &str) -> String {
+    format!("Group {}", id.get(..8).unwrap_or(id))
+}
+
+/// `GET /users/{id}/memberOf`: the groups the user is a direct member of.
+async fn member_of(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    if user_by_id(&s, &id).is_none() {
+        return not_found(&id).1;
+    }
+    let inner = s.inner.lock().unwrap();
+    let mut groups: Vec<&String> = inner
+        .groups
+        .iter()
+        .filter(|(_, members)| members.contains(&id))
+        .map(|(g, _)| g)
+        .collect();
+    groups.sort();
+    let value: Vec<Value> = groups
+        .into_iter()
+        .map(|g| json!({"@odata.type": "#microsoft.graph.group", "id": g, "displayName": group_name(g)}))
+        .collect();
+    axum::Json(json!({ "value": value })).into_response()
 }
 
 /// The bearer token is one issued here and unexpired.
@@ -947,7 +1019,8 @@ async fn token(
             "Invalid client secret provided.",
         );
     }
-    let token = fake_jwt(&s.settings);
+    let roles = s.inner.lock().unwrap().roles.clone();
+    let token = fake_jwt(&s.settings, &roles);
     let lifetime = s.settings.token_lifetime;
     {
         let mut inner = s.inner.lock().unwrap();
@@ -1057,12 +1130,12 @@ fn url_form(body: &[u8]) -> HashMap<String, String> {
 }
 
 /// A JWT-shaped opaque token (`eyJ…`), unique per issue.
-fn fake_jwt(settings: &GraphSettings) -> String {
+fn fake_jwt(settings: &GraphSettings, roles: &[String]) -> String {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let header = b64.encode(br#"{"typ":"JWT","alg":"RS256","kid":"emulator"}"#);
     let claims = b64.encode(
         json!({"aud": "https://graph.microsoft.com", "tid": settings.tenant_id, "appid": settings.client_id,
-               "roles": ["User.Invite.All"], "jti": uuid::Uuid::new_v4().to_string()})
+               "roles": roles, "jti": uuid::Uuid::new_v4().to_string()})
         .to_string(),
     );
     let sig = b64.encode(uuid::Uuid::new_v4().as_bytes());

@@ -9,6 +9,6 @@ pub mod proxy;
 pub mod receiver;
 pub mod runtime_api;
 
-pub use graph::{Fault, GraphEmulator, GraphSettings};
+pub use graph::{DEFAULT_ROLES, Fault, GraphEmulator, GraphSettings};
 pub use proxy::FaultProxy;
 pub use receiver::{Receiver, ReceiverFault};

@@ -83,8 +83,48 @@ impl Keyring {
     }
 }
 
+/// Each thing the secret must provide, checked on its own (the operator's `doctor`): the Graph
+/// credential, each source's keys, each channel's keys and URL, the managed links' key. The
+/// label names the key's user; an error names the key at fault, never a value.
+pub fn key_checks(
+    values: &SecretValues,
+    sources: &[SourceKeys],
+    delivery: &DeliveryConfig,
+    allow_private: bool,
+) -> Vec<(String, Result<(), String>)> {
+    let mut out = vec![(
+        "Graph credential".to_owned(),
+        graph_credential(values).map(|_| ()),
+    )];
+    for s in sources {
+        out.push((
+            format!("source {}", s.name),
+            source_keys_of(values, s).map(|_| ()),
+        ));
+    }
+    for c in &delivery.channels {
+        let result = Channel::resolve_one(c, values, allow_private).and_then(|found| {
+            found.map(|_| ()).ok_or_else(|| {
+                format!("channel {}: secret key {} is not set", c.name, c.url_secret)
+            })
+        });
+        // An implicit channel without its URL is simply not in use.
+        if c.declared || values.get(&c.url_secret).is_some() {
+            out.push((format!("channel {}", c.name), result));
+        }
+    }
+    if delivery.managed_links() {
+        let key = values
+            .get("link_key")
+            .ok_or_else(|| "link_key is required when a channel has link = \"managed\"".to_owned())
+            .and_then(|k| LinkKeys::new(k.expose_secret().as_bytes()).map(|_| ()));
+        out.push(("managed links".to_owned(), key));
+    }
+    out
+}
+
 /// A client certificate with its key, or a client secret.
-fn graph_credential(values: &SecretValues) -> Result<ClientCredential, String> {
+pub fn graph_credential(values: &SecretValues) -> Result<ClientCredential, String> {
     match (
         values.get("graph_client_certificate"),
         values.get("graph_client_private_key"),

@@ -31,19 +31,21 @@ mod offboard;
 mod outcome;
 mod plan;
 mod startup;
+mod status;
 mod sweep;
 mod webhook;
 
 use std::time::Duration;
 
 pub use follow_up::{FOLLOW_UP_SOURCE, FollowUp, FollowUpAction};
-pub use keyring::{Keyring, SourceKeys};
+pub use keyring::{Keyring, SourceKeys, graph_credential, key_checks};
 pub use link::LinkTarget;
 pub use outcome::{
     ExistsBecause, GroupOutcome, GroupStatus, OffboardAction, Outcome, ProfileOutcome,
     ProfileStatus,
 };
 pub use startup::InitError;
+pub use status::{EventReport, GuestReport, RelayReport, StatusReport};
 pub use sweep::SweepAction;
 
 use crate::config::Config;

@@ -139,11 +139,11 @@ impl EmailSettings {
 pub struct ChannelConfig {
     pub name: String,
     pub kind: ChannelKind,
-    pub(super) url_secret: String,
-    pub(super) signing_secret: String,
+    pub url_secret: String,
+    pub signing_secret: String,
     pub email: Option<EmailSettings>,
     /// Declared in configuration (its secret keys must exist), rather than found in the secret.
-    pub(super) declared: bool,
+    pub declared: bool,
     pub link: LinkMode,
 }
 

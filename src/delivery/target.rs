@@ -51,48 +51,8 @@ impl Channel {
     ) -> Result<Vec<Channel>, String> {
         let mut out = Vec::new();
         for c in &config.channels {
-            let url = || -> Result<Option<SecretString>, String> {
-                let Some(u) = values.get(&c.url_secret) else {
-                    return if c.declared {
-                        Err(format!(
-                            "channel {}: secret key {} is required",
-                            c.name, c.url_secret
-                        ))
-                    } else {
-                        Ok(None)
-                    };
-                };
-                guard::check_url(u.expose_secret(), allow_private)
-                    .map(|_| Some(u.clone()))
-                    .map_err(|e| format!("secret key {}: {e}", c.url_secret))
-            };
-            let target = match c.kind {
-                ChannelKind::Email => c.email.clone().map(Target::Email),
-                ChannelKind::Microsoft => c.email.clone().map(Target::Microsoft),
-                ChannelKind::Slack => url()?.map(|url| Target::Slack { url }),
-                ChannelKind::Teams => url()?.map(|url| Target::Teams { url }),
-                ChannelKind::Webhook => match url()? {
-                    None => None,
-                    Some(url) => {
-                        let key = values.get(&c.signing_secret).ok_or_else(|| {
-                            format!(
-                                "secret key {} is required with {}",
-                                c.signing_secret, c.url_secret
-                            )
-                        })?;
-                        let raw = key.expose_secret();
-                        let signer = crate::standard_webhooks::WebhookKey::parse(raw)
-                            .map_err(|e| format!("secret key {}: {e}", c.signing_secret))?;
-                        Some(Target::Webhook { url, signer })
-                    }
-                },
-            };
-            if let Some(target) = target {
-                out.push(Channel {
-                    name: c.name.clone(),
-                    kind: c.kind,
-                    target,
-                });
+            if let Some(channel) = Self::resolve_one(c, values, allow_private)? {
+                out.push(channel);
             }
         }
         if out.is_empty() {
@@ -101,6 +61,68 @@ impl Channel {
         let names: Vec<String> = out.iter().map(|c| c.name.clone()).collect();
         config.routes.check(&names)?;
         Ok(out)
+    }
+
+    /// One channel: `None` when it is implicit and its URL is not in the secret.
+    ///
+    /// # Errors
+    /// A message naming the key at fault.
+    pub fn resolve_one(
+        c: &super::ChannelConfig,
+        values: &SecretValues,
+        allow_private: bool,
+    ) -> Result<Option<Channel>, String> {
+        let url = || -> Result<Option<SecretString>, String> {
+            let Some(u) = values.get(&c.url_secret) else {
+                return if c.declared {
+                    Err(format!(
+                        "channel {}: secret key {} is required",
+                        c.name, c.url_secret
+                    ))
+                } else {
+                    Ok(None)
+                };
+            };
+            guard::check_url(u.expose_secret(), allow_private)
+                .map(|_| Some(u.clone()))
+                .map_err(|e| format!("secret key {}: {e}", c.url_secret))
+        };
+        let target = match c.kind {
+            ChannelKind::Email => c.email.clone().map(Target::Email),
+            ChannelKind::Microsoft => c.email.clone().map(Target::Microsoft),
+            ChannelKind::Slack => url()?.map(|url| Target::Slack { url }),
+            ChannelKind::Teams => url()?.map(|url| Target::Teams { url }),
+            ChannelKind::Webhook => match url()? {
+                None => None,
+                Some(url) => {
+                    let key = values.get(&c.signing_secret).ok_or_else(|| {
+                        format!(
+                            "secret key {} is required with {}",
+                            c.signing_secret, c.url_secret
+                        )
+                    })?;
+                    let raw = key.expose_secret();
+                    let signer = crate::standard_webhooks::WebhookKey::parse(raw)
+                        .map_err(|e| format!("secret key {}: {e}", c.signing_secret))?;
+                    Some(Target::Webhook { url, signer })
+                }
+            },
+        };
+        Ok(target.map(|target| Channel {
+            name: c.name.clone(),
+            kind: c.kind,
+            target,
+        }))
+    }
+
+    /// The URL an HTTP channel posts to (a secret: never print it).
+    pub fn url(&self) -> Option<&SecretString> {
+        match &self.target {
+            Target::Slack { url } | Target::Teams { url } | Target::Webhook { url, .. } => {
+                Some(url)
+            }
+            Target::Email(_) | Target::Microsoft(_) => None,
+        }
     }
 
     /// The email settings of an email channel.

@@ -130,6 +130,14 @@ pub struct ProvenanceSlots {
 }
 
 impl ProvenanceSlots {
+    /// Whether any provenance is written.
+    pub fn any(&self) -> bool {
+        self.source.is_some()
+            || self.record_id.is_some()
+            || self.event_id.is_some()
+            || self.contract_end.is_some()
+    }
+
     /// Every slot named is `extensionAttribute1` to `extensionAttribute15`, each used once.
     ///
     /// # Errors

@@ -494,6 +494,30 @@ impl DynamoStore {
         Ok(is_completed(&item).then(|| (key, progress_of(&item))))
     }
 
+    /// An event's record, whatever its state.
+    pub async fn record(&self, key: &EventKey) -> Result<Option<super::EventRecord>, StoreError> {
+        let Some(item) = self.get(&item_id(key)).await? else {
+            return Ok(None);
+        };
+        let status = match item
+            .get("status")
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
+        {
+            Some("COMPLETED") => "completed",
+            Some("INPROGRESS")
+                if u128::from(number(&item, "in_progress_expiration")) >= now().as_millis() =>
+            {
+                "in-progress"
+            }
+            _ => "unfinished",
+        };
+        Ok(Some(super::EventRecord {
+            status,
+            progress: progress_of(&item),
+        }))
+    }
+
     /// The completed record of an event, if any (the webhook's duplicate check in queue mode).
     pub async fn completed(&self, key: &EventKey) -> Result<Option<Progress>, StoreError> {
         let Some(item) = self.get(&item_id(key)).await? else {

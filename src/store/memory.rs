@@ -150,6 +150,21 @@ impl MemoryStore {
         })
     }
 
+    pub fn record(&self, key: &EventKey) -> Option<super::EventRecord> {
+        self.with(|records| {
+            let r = records.get(key)?;
+            let status = match (r.completed_at, r.locked_until) {
+                (Some(_), _) => "completed",
+                (None, Some(until)) if until > Instant::now() => "in-progress",
+                _ => "unfinished",
+            };
+            Some(super::EventRecord {
+                status,
+                progress: r.progress.clone(),
+            })
+        })
+    }
+
     pub fn completed(&self, key: &EventKey) -> Option<Progress> {
         let retention = self.retention;
         self.with(|records| {

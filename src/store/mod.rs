@@ -32,6 +32,15 @@ pub struct Progress {
     pub steps: Vec<String>,
 }
 
+/// An event's record as stored: whether it is done, and how far it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    /// `completed`, `in-progress` (locked by an attempt) or `unfinished` (an attempt failed
+    /// and released it; a retry resumes).
+    pub status: &'static str,
+    pub progress: Progress,
+}
+
 /// Where a guest the relay invited stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum GuestState {
@@ -258,6 +267,14 @@ impl Store {
         match self {
             Store::Memory(m) => Ok(m.invitee(user_id)),
             Store::Dynamo(d) => d.invitee(user_id).await,
+        }
+    }
+
+    /// The event's record, whatever its state (the operator's `status`).
+    pub async fn record(&self, key: &EventKey) -> Result<Option<EventRecord>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.record(key)),
+            Store::Dynamo(d) => d.record(key).await,
         }
     }
 

@@ -147,6 +147,11 @@ impl Source {
     }
 
     /// Whether one body may carry several events (`each` is configured).
+    /// The guest properties this source's mapping writes (`givenName`, `mobilePhone`, …).
+    pub fn profile_properties(&self) -> impl Iterator<Item = &str> {
+        self.map.profile.iter().map(|(k, _)| k.as_str())
+    }
+
     pub fn is_batch(&self) -> bool {
         self.each.is_some()
     }
