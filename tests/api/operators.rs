@@ -299,3 +299,217 @@ async fn doctor_says_what_a_missing_setting_is() {
     assert!(r.stdout.contains("✗ config"), "{}", r.stdout);
     assert!(r.stdout.contains("→"), "what to do: {}", r.stdout);
 }
+
+/// A queue-mode deployment whose worker parks one event Graph refused for good and one that
+/// outlived its receives.
+async fn with_parked_events() -> (TestApp, String, String) {
+    let t = deployment(SENDER_DOMAIN, vec![("PROCESSING_MODE", "queue".to_owned())]).await;
+    let env = |k: &str| t.env.iter().find(|(ek, _)| *ek == k).unwrap().1.clone();
+    let (queue, dlq) = (env("QUEUE_URL"), env("DEAD_LETTER_QUEUE_URL"));
+    for (id, email) in [
+        ("evt_refused", "ada@partner.example"),
+        ("evt_throttled", "grace@partner.example"),
+    ] {
+        let mut b = sample_body();
+        b["id"] = id.into();
+        b["invitee"]["email"] = email.into();
+        b.as_object_mut().unwrap().remove("delivery");
+        assert_eq!(t.post(&b).await.status, 202);
+    }
+    t.graph.fail_next_invitation(devkit::Fault::Status {
+        status: 400,
+        code: "BadRequest",
+        retry_after: None,
+    });
+    t.graph.fail_next_invitation(devkit::Fault::Status {
+        status: 429,
+        code: "TooManyRequests",
+        retry_after: Some(30.0),
+    });
+    let worker = build_app(&t.env).await.unwrap();
+    let (mut event, handles) = receive_batch(&queue, 10).await;
+    assert_eq!(handles.len(), 2);
+    // On their last receive: the worker parks what fails, with its reason.
+    for r in event["Records"].as_array_mut().unwrap() {
+        r["attributes"]["ApproximateReceiveCount"] = "4".into();
+    }
+    let response = invite_relay::worker::handle(
+        &worker,
+        event,
+        invite_relay::resilience::Deadline::after(std::time::Duration::from_secs(5)),
+    )
+    .await
+    .unwrap();
+    delete_succeeded(&queue, &handles, &response).await;
+    (t, queue, dlq)
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_redriven_through_the_queue_and_dropped() {
+    let (t, queue, _dlq) = with_parked_events().await;
+    let listed = cli(&t.env, &["dlq", "list", "--json"]).await;
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    let rows: Vec<Value> = listed
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Which event met which fault depends on the batch's order.
+    let key_of = |kind: &str| {
+        rows.iter()
+            .find(|r| r["kind"] == kind)
+            .map(|r| r["key"].as_str().unwrap().to_owned())
+    };
+    let refused = key_of("graph-rejected").expect("the refused event is parked");
+    let throttled = key_of("upstream-unavailable").expect("the throttled event is parked");
+    let mut keys = vec![refused.clone(), throttled.clone()];
+    keys.sort();
+    assert_eq!(keys, vec!["generic/evt_refused", "generic/evt_throttled"]);
+    assert!(
+        !listed.stdout.contains('@'),
+        "no address without --show-emails"
+    );
+    let shown = cli(&t.env, &["dlq", "list", "--show-emails"]).await;
+    assert!(
+        shown.stdout.contains("ada@partner.example") && shown.stdout.contains("2 parked"),
+        "{}",
+        shown.stdout
+    );
+
+    // A reason nobody parks with is a clear error; nothing moves.
+    let typo = cli(&t.env, &["dlq", "redrive", "--reason", "graph-rejeted"]).await;
+    assert_eq!(typo.code, 1);
+    assert!(
+        typo.stderr.contains("unknown --reason") && typo.stderr.contains("graph-rejected"),
+        "{}",
+        typo.stderr
+    );
+
+    // Redrive only the throttled one, through the queue; the worker then invites it.
+    let redriven = cli(
+        &t.env,
+        &[
+            "dlq",
+            "redrive",
+            "--reason",
+            "upstream-unavailable",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(redriven.code, 0, "{}", redriven.stderr);
+    let summary: Value = serde_json::from_str(redriven.stdout.trim()).unwrap();
+    assert_eq!(
+        (summary["redriven"].clone(), summary["left"].clone()),
+        (json!(1), json!(1))
+    );
+    let worker = build_app(&t.env).await.unwrap();
+    let (event, handles) = receive_batch(&queue, 10).await;
+    assert_eq!(handles.len(), 1);
+    let throttled_id = throttled.strip_prefix("generic/").unwrap();
+    assert!(
+        event["Records"][0]["body"]
+            .as_str()
+            .unwrap()
+            .contains(throttled_id)
+    );
+    let response = invite_relay::worker::handle(
+        &worker,
+        event,
+        invite_relay::resilience::Deadline::after(std::time::Duration::from_secs(5)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response, json!({"batchItemFailures": []}));
+    assert_eq!(t.graph.created().len(), 1, "the redriven event invited");
+
+    // A key that isn't there is an error; the refused one is dropped.
+    let none = cli(&t.env, &["dlq", "drop", "generic/evt_nope"]).await;
+    assert_eq!(none.code, 1);
+    let dropped = cli(&t.env, &["dlq", "drop", &refused]).await;
+    assert_eq!(dropped.code, 0, "{}", dropped.stderr);
+    let after = cli(&t.env, &["dlq", "list", "--json"]).await;
+    assert_eq!(after.stdout.trim(), "", "the dead-letter queue is empty");
+}
+
+#[tokio::test]
+async fn status_answers_a_support_question_and_resend_sends_a_fresh_link() {
+    let t = deployment(SENDER_DOMAIN, vec![]).await;
+    let mut b = sample_body();
+    b["id"] = "evt_status".into();
+    b.as_object_mut().unwrap().remove("delivery");
+    let a = t.post(&b).await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+
+    let by_event = cli(&t.env, &["status", "generic/evt_status", "--json"]).await;
+    assert_eq!(by_event.code, 0, "{}", by_event.stderr);
+    let r: Value = serde_json::from_str(by_event.stdout.trim()).unwrap();
+    assert_eq!(r["event"]["record"], "completed");
+    assert!(r["event"]["invitationId"].is_string());
+    let mut delivered: Vec<&str> = r["event"]["delivered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    delivered.sort();
+    assert_eq!(delivered, vec!["crm-hook", "email", "slack"]);
+    assert_eq!(r["relay"]["state"], "pending");
+    assert_eq!(r["relay"]["groups"], json!([GROUP]));
+    assert_eq!(r["guest"]["externalUserState"], "PendingAcceptance");
+    assert_eq!(r["guest"]["groups"][0]["id"], GROUP);
+    assert!(
+        !by_event.stdout.contains('@'),
+        "no address without --show-emails"
+    );
+
+    let by_mail = cli(&t.env, &["status", SAMPLE_EMAIL]).await;
+    assert_eq!(by_mail.code, 0, "{}", by_mail.stderr);
+    assert!(
+        by_mail.stdout.contains("generic/evt_status (completed)"),
+        "{}",
+        by_mail.stdout
+    );
+    assert!(
+        by_mail.stdout.contains("PendingAcceptance"),
+        "{}",
+        by_mail.stdout
+    );
+
+    // A fresh link through the same channels; nothing about the link in the answer.
+    let (slack, hook) = (t.slack.delivered().len(), t.hook.delivered().len());
+    let resent = cli(&t.env, &["resend", "generic/evt_status"]).await;
+    assert_eq!(resent.code, 0, "{}", resent.stderr);
+    assert_eq!(t.graph.created().len(), 2);
+    assert_eq!(
+        (t.slack.delivered().len(), t.hook.delivered().len()),
+        (slack + 1, hook + 1)
+    );
+    assert!(
+        !resent.stdout.contains("redeem") && !resent.stdout.contains('@'),
+        "{}",
+        resent.stdout
+    );
+
+    // Once accepted there is nothing to resend; the status shows the change.
+    t.graph.accept(SAMPLE_EMAIL);
+    let refused = cli(&t.env, &["resend", "generic/evt_status"]).await;
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.stderr.contains("already accepted"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(t.graph.created().len(), 2);
+    let now = cli(&t.env, &["status", "generic/evt_status", "--json"]).await;
+    let r: Value = serde_json::from_str(now.stdout.trim()).unwrap();
+    assert_eq!(r["guest"]["externalUserState"], "Accepted");
+
+    let unknown = cli(&t.env, &["status", "generic/evt_never"]).await;
+    assert_eq!(unknown.code, 1);
+    assert!(
+        unknown.stderr.contains("no record of this event"),
+        "{}",
+        unknown.stderr
+    );
+}
