@@ -78,7 +78,8 @@ pub fn render(r: &StatusReport) -> String {
         line("link channels", list(&k.channels));
         line("groups added", list(&k.groups));
         if let Some((what, at)) = k.tracking {
-            line("sweep watches", format!("{what} (since {})", when(at)));
+            let word = if what == "deleting" { "due" } else { "since" };
+            line("sweep watches", format!("{what} ({word} {})", when(at)));
         }
     }
     match &r.guest {
