@@ -21,20 +21,47 @@ pub(crate) async fn sdk(config: &Config) -> Result<aws_config::SdkConfig, String
     Ok(crate::aws::loader(http).load().await)
 }
 
-/// Says what a failed AWS call needs: for a refusal, the action and the resource to allow;
-/// otherwise the error code.
-pub(crate) fn aws_failure<E>(action: &str, resource: &str, e: &E) -> String
+/// A failed AWS SDK call.
+pub(crate) type AwsError<E> =
+    aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>;
+
+/// Says what a failed AWS call needs: for a refusal (`AccessDenied…`, or any HTTP 403 that
+/// isn't about the credentials themselves), the action and the resource to allow; for refused
+/// credentials, that; otherwise the error code.
+pub(crate) fn aws_failure<E>(action: &str, resource: &str, e: &AwsError<E>) -> String
 where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::fmt::Display,
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
 {
+    use aws_smithy_types::error::metadata::ProvideErrorMetadata as _;
     let code = e.code().unwrap_or_default();
-    if code.starts_with("AccessDenied")
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let credentials = [
+        "SignatureDoesNotMatch",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "ExpiredToken",
+        "ExpiredTokenException",
+    ];
+    if credentials.contains(&code) {
+        format!(
+            "{action} on {resource}: AWS refused these credentials ({code}); check the profile or environment"
+        )
+    } else if code.starts_with("AccessDenied")
         || code == "UnauthorizedOperation"
-        || code == "AuthorizationError"
+        || (code.is_empty() && status == Some(403))
     {
-        format!("permission missing: allow {action} on {resource} to this AWS identity ({code})")
+        let why = if code.is_empty() { "HTTP 403" } else { code };
+        format!("permission missing: allow {action} on {resource} to these AWS credentials ({why})")
     } else if code.is_empty() {
-        format!("{action} on {resource} failed: {e}")
+        let detail = match status {
+            Some(s) => format!("HTTP {s}"),
+            None => aws_smithy_types::error::display::DisplayErrorContext(e)
+                .to_string()
+                .chars()
+                .take(200)
+                .collect(),
+        };
+        format!("{action} on {resource} failed: {detail}")
     } else {
         format!("{action} on {resource} failed: {code}")
     }

@@ -97,13 +97,25 @@ struct Run {
 /// Runs `invite-relay ARGS` with the deployment's environment (the emulators run in this
 /// process, so the command runs beside them).
 async fn cli(env: &[(&'static str, String)], args: &[&str]) -> Run {
+    let aws = [
+        ("AWS_ENDPOINT_URL", aws_endpoint()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+    ];
+    cli_as(&aws, env, args).await
+}
+
+/// [`cli`] with these AWS settings (endpoint and credentials).
+async fn cli_as(
+    aws: &[(&'static str, String)],
+    env: &[(&'static str, String)],
+    args: &[&str],
+) -> Run {
     let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_invite-relay"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_ENDPOINT_URL", aws_endpoint())
         .env("AWS_REGION", "eu-west-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .envs(aws.iter().map(|(k, v)| (*k, v.as_str())))
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .args(args)
         .output()
@@ -511,5 +523,133 @@ async fn status_answers_a_support_question_and_resend_sends_a_fresh_link() {
         unknown.stderr.contains("no record of this event"),
         "{}",
         unknown.stderr
+    );
+}
+
+/// An AWS emulator of its own that enforces IAM after its first three (setup) calls, stopped
+/// when dropped.
+struct StrictAws {
+    url: String,
+    child: std::process::Child,
+}
+
+impl Drop for StrictAws {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn strict_aws() -> StrictAws {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .env("INITIAL_NO_AUTH_ACTION_COUNT", "3")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("moto_server on PATH");
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    StrictAws { url, child }
+}
+
+/// Sets up the strict emulator with boto3 (its first three calls make an administrator):
+/// an operator allowed only `actions`, a dead-letter queue and a secret. Returns the operator's
+/// key id and secret key, and the queue's URL.
+fn strict_setup(url: &str, secret_id: &str, actions: &[&str]) -> (String, String, String) {
+    const SETUP: &str = r#"
+import boto3, json, sys
+url, secret_id, actions = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+kw = dict(endpoint_url=url, region_name="eu-west-1")
+iam = boto3.client("iam", aws_access_key_id="setup", aws_secret_access_key="setup", **kw)
+iam.create_user(UserName="admin")
+k = iam.create_access_key(UserName="admin")["AccessKey"]
+allow = lambda a: json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": a, "Resource": "*"}]})
+iam.put_user_policy(UserName="admin", PolicyName="all", PolicyDocument=allow("*"))
+admin = dict(aws_access_key_id=k["AccessKeyId"], aws_secret_access_key=k["SecretAccessKey"], **kw)
+iam = boto3.client("iam", **admin)
+iam.create_user(UserName="operator")
+o = iam.create_access_key(UserName="operator")["AccessKey"]
+iam.put_user_policy(UserName="operator", PolicyName="some", PolicyDocument=allow(actions))
+dlq = boto3.client("sqs", **admin).create_queue(QueueName="strict-dlq")["QueueUrl"]
+boto3.client("secretsmanager", **admin).create_secret(Name=secret_id, SecretString="{}")
+print(json.dumps([o["AccessKeyId"], o["SecretAccessKey"], dlq]))
+"#;
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            SETUP,
+            url,
+            secret_id,
+            &serde_json::to_string(actions).unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn a_missing_aws_permission_is_named_with_its_action_and_resource() {
+    let t = deployment(SENDER_DOMAIN, vec![]).await;
+    let strict = strict_aws().await;
+    let (key, secret, dlq) = strict_setup(&strict.url, &t.secret_id, &["sqs:GetQueueAttributes"]);
+    let aws = [
+        ("AWS_ENDPOINT_URL", strict.url.clone()),
+        ("AWS_ACCESS_KEY_ID", key),
+        ("AWS_SECRET_ACCESS_KEY", secret),
+    ];
+    let mut env: Vec<(&'static str, String)> = t
+        .env
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(
+                *k,
+                "IDEMPOTENCY_TABLE" | "QUEUE_URL" | "DEAD_LETTER_QUEUE_URL"
+            )
+        })
+        .cloned()
+        .collect();
+    env.push(("DEAD_LETTER_QUEUE_URL", dlq.clone()));
+
+    let listed = cli_as(&aws, &env, &["dlq", "list"]).await;
+    assert_eq!(listed.code, 1);
+    assert!(
+        listed.stderr.contains(&format!(
+            "permission missing: allow sqs:ReceiveMessage on {dlq}"
+        )),
+        "{}",
+        listed.stderr
+    );
+    let doctor = cli_as(&aws, &env, &["doctor", "--json"]).await;
+    assert_eq!(doctor.code, 1);
+    let v: Value = serde_json::from_str(doctor.stdout.trim()).unwrap();
+    let read = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["area"] == "secret")
+        .unwrap();
+    assert_eq!(read["ok"], false);
+    assert!(
+        read["detail"].as_str().unwrap().contains(&format!(
+            "permission missing: allow secretsmanager:GetSecretValue on {}",
+            t.secret_id
+        )),
+        "{read}"
     );
 }
