@@ -95,6 +95,9 @@ impl Metrics {
     /// Runs `fut` as one event of `function` and writes its line when it ends. Inside another
     /// event's scope it only runs `fut`: its counts belong to the outer event's line.
     pub async fn measure<F: Future>(&self, function: Role, fut: F) -> F::Output {
+        // Boxed: an event's future is deep, and keeping it off the stack keeps this wrapper
+        // from doubling its size (one allocation per event).
+        let fut = Box::pin(fut);
         if CURRENT.try_with(|_| ()).is_ok() {
             return fut.await;
         }
