@@ -86,7 +86,7 @@ async fn an_invited_event_writes_one_line_with_the_invitation_its_deliveries_and
     assert_eq!(line["Parked"], 0);
     assert_eq!(line["BreakerOpened"], 0);
     let latencies = line["GraphLatency"].as_array().expect("Graph was called");
-    assert!(latencies.len() >= 1 && latencies.iter().all(|v| v.as_f64().unwrap() >= 0.0));
+    assert!(!latencies.is_empty() && latencies.iter().all(|v| v.as_f64().unwrap() >= 0.0));
     let units: Vec<(&str, &str)> = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
         .as_array()
         .unwrap()
