@@ -38,6 +38,8 @@
 //! - [`resilience`]: deadlines, retries, invitation pacing, the Graph circuit breaker.
 //! - `secrets`: the Secrets Manager secret, cached and re-read on rotation.
 //! - [`telemetry`]: JSON logs honouring Lambda's log settings; the keyed email hash.
+//! - [`metrics`]: one CloudWatch Embedded Metric Format line per event (invitations,
+//!   deliveries per channel, refusals, parked events, breaker openings, Graph latency).
 //! - `problem`: RFC 9457 problem+json answers.
 //!
 //! # Where to change what
@@ -70,6 +72,7 @@ pub mod graph;
 pub mod inbound;
 pub mod landing;
 pub mod links;
+pub mod metrics;
 pub mod net;
 pub mod ops;
 pub(crate) mod policy;

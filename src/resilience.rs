@@ -235,6 +235,7 @@ impl GraphGate {
         b.reason = reason;
         b.throttles.clear();
         if !already_open {
+            crate::metrics::breaker_opened();
             tracing::error!(
                 alarm = "graph_circuit_open",
                 reason,

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::App;
+use crate::config::Role;
+use crate::metrics;
 use crate::problem::{Disposition, Problem};
 use crate::resilience::Deadline;
 
@@ -73,52 +75,66 @@ pub async fn handle(app: &App, event: Value, deadline: Deadline) -> Result<Value
     if event.get("source").and_then(Value::as_str) == Some("aws.events")
         && event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
     {
-        return sweep(app, deadline).await;
+        return app
+            .metrics()
+            .measure(Role::Worker, sweep(app, deadline))
+            .await;
     }
     if event.get("detail-type").is_some() && event.get("detail").is_some() {
-        return handle_eventbridge(app, &event, deadline).await;
+        let handled = handle_eventbridge(app, &event, deadline);
+        return app.metrics().measure(Role::Worker, handled).await;
     }
     Err(WorkerError(
         "unrecognised event: expected an SQS batch or an EventBridge event".into(),
     ))
 }
 
-/// Processes each message; failures that a later attempt can fix go back to the queue, others
-/// (and retryable ones on their last receive) are parked on the dead-letter queue with their
-/// reason.
+/// Processes each message (one metrics line each); failures that a later attempt can fix go
+/// back to the queue, others (and retryable ones on their last receive) are parked on the
+/// dead-letter queue with their reason.
 pub async fn handle_sqs(app: &App, batch: SqsEvent, deadline: Deadline) -> BatchResponse {
     let mut failures = Vec::new();
     for record in batch.records {
-        let receives: u32 = record
-            .attributes
-            .approximate_receive_count
-            .as_deref()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(1);
-        match app.on_queued(&record.body, deadline).await {
-            Ok(outcome) => {
-                tracing::info!(message_id = %record.message_id, status = outcome.status(), "message processed");
-            }
-            Err(problem)
-                if problem.disposition() == Disposition::Retry
-                    && receives < app.config().processing.max_receives =>
-            {
-                tracing::warn!(message_id = %record.message_id, problem = problem.kind.slug(), receives, "message returned to the queue");
-                failures.push(BatchItemFailure {
-                    item_identifier: record.message_id,
-                });
-            }
-            Err(problem) => {
-                if !park(app, &record.body, &problem, deadline).await {
-                    failures.push(BatchItemFailure {
-                        item_identifier: record.message_id,
-                    });
-                }
-            }
+        let returned = app
+            .metrics()
+            .measure(Role::Worker, handle_record(app, &record, deadline))
+            .await;
+        if returned {
+            failures.push(BatchItemFailure {
+                item_identifier: record.message_id,
+            });
         }
     }
     BatchResponse {
         batch_item_failures: failures,
+    }
+}
+
+/// One message; whether it goes back to the queue.
+async fn handle_record(app: &App, record: &SqsRecord, deadline: Deadline) -> bool {
+    let receives: u32 = record
+        .attributes
+        .approximate_receive_count
+        .as_deref()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1);
+    match app.on_queued(&record.body, deadline).await {
+        Ok(outcome) => {
+            tracing::info!(message_id = %record.message_id, status = outcome.status(), "message processed");
+            false
+        }
+        Err(problem)
+            if problem.disposition() == Disposition::Retry
+                && receives < app.config().processing.max_receives =>
+        {
+            tracing::warn!(message_id = %record.message_id, problem = problem.kind.slug(), receives, "message returned to the queue");
+            metrics::refused(problem.kind);
+            true
+        }
+        Err(problem) => {
+            metrics::refused(problem.kind);
+            !park(app, &record.body, &problem, deadline).await
+        }
     }
 }
 
@@ -161,9 +177,11 @@ async fn handle_eventbridge(
     match app.on_eventbridge(event, deadline).await {
         Ok(outcome) => Ok(outcome.to_json()),
         Err(problem) if problem.disposition() == Disposition::Retry => {
+            metrics::refused(problem.kind);
             Err(WorkerError(problem.reason()))
         }
         Err(problem) => {
+            metrics::refused(problem.kind);
             let body = event.to_string();
             let event_id = event.get("id").and_then(Value::as_str).unwrap_or("unknown");
             app.park(&body, &problem, "eventbridge", event_id)

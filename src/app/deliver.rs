@@ -67,11 +67,13 @@ impl App {
             match sent {
                 Ok(()) => {
                     tracing::info!(channel = %name, "delivered");
+                    crate::metrics::delivery(&name, true);
                     log_unrecorded(self.store.record_delivered(&plan.key, &name).await);
                     run.progress.delivered.push(name);
                 }
                 Err(e) => {
                     tracing::warn!(channel = %name, error = %e, "delivery failed");
+                    crate::metrics::delivery(&name, false);
                     failed.push((name, e));
                 }
             }

@@ -125,6 +125,7 @@ impl App {
                 "the queue message names a source that is not configured",
             )
         })?;
+        crate::metrics::source(&source.name);
         let keys = self.secrets.get().await.map_err(secret_unavailable)?;
         async {
             let plan = self.plan(source, &q.event, &keys)?;
@@ -164,6 +165,7 @@ impl App {
                     "no source is configured for this EventBridge source",
                 )
             })?;
+        crate::metrics::source(&source.name);
         let keys = self.secrets.get().await.map_err(secret_unavailable)?;
         let event = match source.interpret(envelope).map_err(unprocessable)? {
             Interpretation::Ignored { event_id, .. } => return Ok(Outcome::Ignored { event_id }),
@@ -191,6 +193,7 @@ impl App {
         self.queues
             .park(body, &problem.reason(), source, event_id)
             .await?;
+        crate::metrics::parked(problem.kind);
         tracing::error!(
             alarm = "event_dead_lettered",
             problem = problem.kind.slug(),

@@ -256,7 +256,11 @@ impl App {
             }
             result.map_err(InviteError::Graph)
         };
-        retry(deadline, attempt).await
+        let created = retry(deadline, attempt).await;
+        if created.is_ok() {
+            crate::metrics::invitation_created();
+        }
+        created
     }
 }
 

@@ -51,6 +51,7 @@ pub use sweep::SweepAction;
 use crate::config::Config;
 use crate::delivery::Deliverer;
 use crate::graph::GraphClient;
+use crate::metrics::Metrics;
 use crate::queue::Queues;
 use crate::resilience::GraphGate;
 use crate::secrets::SecretCache;
@@ -70,6 +71,8 @@ pub struct App {
     deliverer: Deliverer,
     store: Store,
     queues: Queues,
+    /// Where each event's metrics line goes.
+    metrics: Metrics,
     /// How long start-up's secret read took (for the start-up timings line).
     secret_read_us: u64,
 }
@@ -77,5 +80,17 @@ pub struct App {
 impl App {
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Sends the metrics lines to `writer` instead of stdout (a capture in tests).
+    pub fn emit_metrics_to<W>(&mut self, writer: W)
+    where
+        W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+    {
+        self.metrics = Metrics::to_writer(self.config.metrics.namespace.clone(), writer);
     }
 }

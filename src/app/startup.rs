@@ -116,6 +116,7 @@ impl App {
                 )),
                 None => Store::Memory(MemoryStore::new(config.store.retention)),
             },
+            metrics: crate::metrics::Metrics::stdout(config.metrics.namespace.clone()),
             secrets,
             config,
             secret_read_us,

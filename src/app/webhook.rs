@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use super::errors::{secret_unavailable, store_unavailable, unprocessable};
 use super::{ANSWER_MARGIN, App, DEFAULT_BUDGET, Keyring, Outcome};
+use crate::config::Role;
 use crate::inbound::{self, Interpretation, Source};
+use crate::metrics;
 use crate::problem::{Problem, ProblemKind, TYPE_PREFIX};
 use crate::resilience::Deadline;
 use crate::secrets::MIN_FORCED_REFRESH;
@@ -70,23 +72,27 @@ impl App {
         event: serde_json::Value,
         context: Option<lambda_runtime::Context>,
     ) -> serde_json::Value {
-        match inbound::lambda::to_request(event, context) {
-            Ok(req) => {
-                let origin = req
-                    .extensions()
-                    .get::<inbound::lambda::Called>()
-                    .map_or(inbound::lambda::Origin::V2, |c| c.origin);
-                inbound::lambda::to_event_response(origin, self.on_http(req).await)
+        let handled = async {
+            match inbound::lambda::to_request(event, context) {
+                Ok(req) => {
+                    let origin = req
+                        .extensions()
+                        .get::<inbound::lambda::Called>()
+                        .map_or(inbound::lambda::Origin::V2, |c| c.origin);
+                    inbound::lambda::to_event_response(origin, self.on_http(req).await)
+                }
+                Err(refused) => {
+                    tracing::info!(
+                        status = refused.problem.status().as_u16(),
+                        problem = refused.problem.kind.slug(),
+                        "request refused"
+                    );
+                    metrics::refused(refused.problem.kind);
+                    inbound::lambda::refusal_response(refused)
+                }
             }
-            Err(refused) => {
-                tracing::info!(
-                    status = refused.problem.status().as_u16(),
-                    problem = refused.problem.kind.slug(),
-                    "request refused"
-                );
-                inbound::lambda::refusal_response(refused)
-            }
-        }
+        };
+        self.metrics().measure(Role::Webhook, handled).await
     }
 
     /// Answers one HTTP request within the invocation's deadline. Never panics on input; every
@@ -100,12 +106,21 @@ impl App {
         .await
     }
 
-    /// [`App::on_http`] with an explicit deadline.
+    /// [`App::on_http`] with an explicit deadline; writes the request's metrics line.
     pub async fn on_http_until(&self, req: Request, deadline: Deadline) -> Response<Body> {
+        self.metrics()
+            .measure(Role::Webhook, self.answer(req, deadline))
+            .await
+    }
+
+    async fn answer(&self, req: Request, deadline: Deadline) -> Response<Body> {
         if let Some(token) = inbound::http::link_token(&req) {
             return self.on_link(&req, token, deadline).await;
         }
         let source = inbound::http::source_name(&req).and_then(|n| self.config.sources.get(n));
+        if let Some(s) = source {
+            metrics::source(&s.name);
+        }
         match self.receive(source, &req, deadline).await {
             Ok(answer) => respond(source.map(|s| s.reply).unwrap_or_default(), answer),
             Err(problem) => {
@@ -115,6 +130,7 @@ impl App {
                 } else {
                     tracing::info!(status, problem = problem.kind.slug(), "request refused");
                 }
+                metrics::refused(problem.kind);
                 problem.into_response()
             }
         }
@@ -204,6 +220,7 @@ impl App {
             events.push(match result {
                 Ok(outcome) => BatchItem::Done(outcome),
                 Err(p) => {
+                    metrics::refused(p.kind);
                     if p.retryable {
                         let secs = p.retry_after.unwrap_or(BATCH_RETRY_SECS);
                         retry_after = Some(secs.max(retry_after.unwrap_or(0)));

@@ -7,7 +7,7 @@ use url::Url;
 
 use super::{
     ConfigError, FollowUpSettings, GateSettings, InboundSettings, InviteePolicy, LinkSettings,
-    Mode, OutboundSettings, Processing, SecretSettings, StoreSettings, err,
+    MetricsSettings, Mode, OutboundSettings, Processing, SecretSettings, StoreSettings, err,
 };
 use crate::domain::{DomainPolicy, RedirectPolicy, RedirectUrl};
 use crate::graph::{GraphSettings, cloud_hosts};
@@ -154,6 +154,22 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             )?),
             allow_private_networks: self.flag("DELIVERY_ALLOW_PRIVATE_NETWORKS")?,
         })
+    }
+
+    /// `METRICS_NAMESPACE`: what CloudWatch accepts as a custom namespace (1 to 255 of
+    /// `A-Za-z0-9 . - _ / # :` and space, not `AWS/`).
+    pub fn metrics(&self) -> Result<MetricsSettings, ConfigError> {
+        let namespace = self
+            .var("METRICS_NAMESPACE")
+            .unwrap_or_else(|| crate::metrics::DEFAULT_NAMESPACE.into());
+        let allowed = |c: char| c.is_ascii_alphanumeric() || ".-_/#: ".contains(c);
+        if namespace.len() > 255 || !namespace.chars().all(allowed) || namespace.starts_with("AWS/")
+        {
+            return err(
+                "METRICS_NAMESPACE must be up to 255 of A-Z a-z 0-9 . - _ / # : and space, not starting with AWS/",
+            );
+        }
+        Ok(MetricsSettings { namespace })
     }
 
     pub fn processing(&self) -> Result<Processing, ConfigError> {

@@ -43,6 +43,7 @@ pub struct Config {
     pub store: StoreSettings,
     pub follow_up: FollowUpSettings,
     pub links: LinkSettings,
+    pub metrics: MetricsSettings,
     pub sources: BTreeMap<String, Source>,
     /// Channels, routes and templates (`[channels.*]`, `[[routes]]`, `[brand]`).
     pub delivery: Arc<DeliveryConfig>,
@@ -139,6 +140,14 @@ pub struct LinkSettings {
     pub accepts_per_hour: u64,
 }
 
+/// The CloudWatch metrics the functions emit.
+#[derive(Debug, Clone)]
+pub struct MetricsSettings {
+    /// The CloudWatch namespace (`METRICS_NAMESPACE`); one per deployment keeps two stacks
+    /// in one account apart.
+    pub namespace: String,
+}
+
 /// A configuration problem, reported as one line at start-up.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {0}")]
@@ -214,6 +223,7 @@ impl Config {
             store: env.store()?,
             follow_up: env.follow_up()?,
             links: env.links(delivery.managed_links())?,
+            metrics: env.metrics()?,
             sources,
             delivery: Arc::new(delivery),
             policy,

@@ -135,14 +135,20 @@ impl GraphClient {
         let mut refreshed = false;
         loop {
             let token = self.tokens.token(credential).await?;
-            let resp = build(&self.http)
-                .bearer_auth(token.expose_secret())
-                .send()
-                .await
-                .map_err(|e| transport(&e))?;
-            let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
-            let body = resp.bytes().await.map_err(|e| transport(&e))?.to_vec();
+            let started = std::time::Instant::now();
+            let answered = async {
+                let resp = build(&self.http)
+                    .bearer_auth(token.expose_secret())
+                    .send()
+                    .await?;
+                let status = resp.status().as_u16();
+                let headers = resp.headers().clone();
+                Ok::<_, reqwest::Error>((status, headers, resp.bytes().await?.to_vec()))
+            }
+            .await;
+            // The request's own time, from sending to the last byte (the token is not in it).
+            crate::metrics::graph_call(started.elapsed());
+            let (status, headers, body) = answered.map_err(|e| transport(&e))?;
             if status == 401 && !refreshed {
                 tracing::warn!("Graph refused the cached token; retrying once with a fresh one");
                 self.tokens.invalidate().await;

@@ -264,7 +264,13 @@ pub async fn try_spawn_app_with(opts: Options) -> (Result<App, String>, TestPart
         env.retain(|(ek, _)| *ek != k);
         env.push((k, v));
     }
-    let app = build_app_at(&env, opts.aws_endpoint.as_deref()).await;
+    let metrics = LogCapture::default();
+    let app = build_app_at(&env, opts.aws_endpoint.as_deref())
+        .await
+        .map(|mut app| {
+            app.emit_metrics_to(metrics.clone());
+            app
+        });
     (
         app,
         TestParts {
@@ -273,6 +279,7 @@ pub async fn try_spawn_app_with(opts: Options) -> (Result<App, String>, TestPart
             hook,
             teams,
             logs,
+            metrics,
             secret_id,
             secret_values,
             env,
@@ -290,6 +297,8 @@ pub struct TestParts {
     pub hook: Receiver,
     pub teams: Receiver,
     pub logs: LogCapture,
+    /// The app's CloudWatch metrics lines (EMF), one per event.
+    pub metrics: LogCapture,
     pub secret_id: String,
     pub secret_values: Vec<String>,
     pub env: Vec<(&'static str, String)>,
@@ -687,7 +696,8 @@ impl TestApp {
 
     /// Fails when any log line carries a forbidden value, a bearer token or a redeem ticket.
     pub fn assert_logs_clean(&self, emails: &[&str]) {
-        let text = self.logs.text();
+        // The metrics lines are log lines too (CloudWatch Logs keeps them).
+        let text = self.logs.text() + &self.metrics.text();
         assert!(!text.is_empty(), "the code under test logged nothing");
         for (what, needle) in self.forbidden_in_logs(emails) {
             if let Some(line) = text.lines().find(|l| l.contains(&needle)) {
