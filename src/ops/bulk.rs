@@ -14,6 +14,7 @@
 //! without a usable header stops before anything is sent.
 
 mod access;
+mod header;
 mod report;
 mod sheet;
 
@@ -23,8 +24,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use access::{Denials, Resources};
+use header::Column;
 use report::{Progress, ResultFile, RowResult, Status, Summary, shown_email};
-use sheet::{Column, Entry, Row, RowEvent, Sheet};
+use sheet::{Entry, Row, RowEvent, Sheet};
 
 use crate::App;
 use crate::app::Rehearsal;
@@ -130,7 +132,16 @@ pub async fn run(args: &[String]) -> Result<ExitCode, String> {
     };
     let mut result = ResultFile::create(&out)?;
     let resources = resources(app.config());
-    run_rows(&app, source, &sheet, &args, &mut result, &mut summary, &denials).await?;
+    run_rows(
+        &app,
+        source,
+        &sheet,
+        &args,
+        &mut result,
+        &mut summary,
+        &denials,
+    )
+    .await?;
     if let Some(denied) = &summary.stopped {
         summary.stopped = Some(access::explain(denied, &resources));
     }
@@ -288,8 +299,9 @@ fn column_notes(sheet: &Sheet) -> Vec<String> {
             _ => None,
         })
         .collect();
-    let (read, unread): (Vec<&str>, Vec<&str>) =
-        attributes.into_iter().partition(|n| sheet::attribute_name_ok(n));
+    let (read, unread): (Vec<&str>, Vec<&str>) = attributes
+        .into_iter()
+        .partition(|n| header::attribute_name_ok(n));
     let mut notes = Vec::new();
     if !read.is_empty() {
         notes.push(format!(

@@ -149,7 +149,9 @@ mod tests {
     fn only_denials_count() {
         assert!(is_denied("DynamoDB GetItem failed: AccessDeniedException"));
         assert!(is_denied("SendMessage failed: AccessDenied"));
-        assert!(!is_denied("DynamoDB GetItem failed: ProvisionedThroughputExceededException"));
+        assert!(!is_denied(
+            "DynamoDB GetItem failed: ProvisionedThroughputExceededException"
+        ));
         assert!(!is_denied("SendMessage failed: unreachable"));
     }
 

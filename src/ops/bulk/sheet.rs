@@ -13,87 +13,14 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use super::header::{self, Column, Field};
+
 /// The event type every row is sent as: the generic source's invitation.
 const EVENT_TYPE: &str = "partner.signed";
 /// Prefix of the event id made from a row's content.
 const CONTENT_ID_PREFIX: &str = "bulk-";
 /// Bytes of the content hash kept in an event id (128 bits: no two different rows collide).
 const CONTENT_ID_BYTES: usize = 16;
-/// Longest route attribute name taken from a heading.
-const MAX_ATTRIBUTE_NAME: usize = 64;
-
-/// What a column holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Field {
-    EventId,
-    Email,
-    DisplayName,
-    GivenName,
-    Surname,
-    Company,
-    Language,
-    JobTitle,
-    Department,
-    UsageLocation,
-    UserType,
-    RedirectUrl,
-    OwnerEmail,
-    OwnerId,
-    Channels,
-    RecordId,
-    ContractEnd,
-    /// Entra's `sendEmail`: read, never applied (the deployment's channels deliver the link).
-    SendEmail,
-    /// Entra's `customizedMessageBody`: read, never applied (the templates write messages).
-    MessageBody,
-}
-
-/// Headings each field answers to, lower-cased with everything but letters and digits removed.
-/// A flat table: one line per field.
-const NAMES: &[(Field, &[&str])] = &[
-    (Field::EventId, &["eventid", "id"]),
-    (
-        Field::Email,
-        &["inviteeemail", "email", "emailaddress", "inviteduseremailaddress", "mail"],
-    ),
-    (
-        Field::DisplayName,
-        &["displayname", "name", "inviteduserdisplayname", "inviteedisplayname"],
-    ),
-    (Field::GivenName, &["givenname", "firstname"]),
-    (Field::Surname, &["surname", "lastname", "familyname"]),
-    (Field::Company, &["company", "companyname", "organization", "organisation"]),
-    (Field::Language, &["language", "messagelanguage", "locale"]),
-    (Field::JobTitle, &["jobtitle", "title"]),
-    (Field::Department, &["department"]),
-    (Field::UsageLocation, &["usagelocation"]),
-    (Field::UserType, &["usertype", "invitedusertype"]),
-    (
-        Field::RedirectUrl,
-        &["inviteredirecturl", "redirecturl", "redirectionurl", "redirect"],
-    ),
-    (Field::OwnerEmail, &["owner", "owneremail"]),
-    (Field::OwnerId, &["ownerid"]),
-    (Field::Channels, &["channels", "deliverychannels"]),
-    (Field::RecordId, &["recordid"]),
-    (Field::ContractEnd, &["contractend"]),
-    (Field::SendEmail, &["sendemail", "sendinvitationmessage"]),
-    (
-        Field::MessageBody,
-        &["customizedmessagebody", "invitationmessage", "message"],
-    ),
-];
-
-/// One column of the header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Column {
-    Field(Field),
-    /// A route attribute (`attributes.NAME`, or any other named heading): the event's
-    /// `attributes.NAME`, which a source maps into `fields` for routes and templates.
-    Attribute(String),
-    /// A blank heading: its cells are not read.
-    Blank,
-}
 
 /// A file that can't be read as a bulk file: nothing is sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -108,7 +35,10 @@ pub(crate) enum Entry {
     /// The template's example row: passed over.
     Example,
     /// A row that can't make an event (its reason names columns, never values).
-    Bad { email: Option<String>, reason: String },
+    Bad {
+        email: Option<String>,
+        reason: String,
+    },
 }
 
 /// One row's event, and what the result file says about it.
@@ -167,7 +97,7 @@ pub(crate) fn read(data: &[u8]) -> Result<Sheet, SheetError> {
     let (header_line, header) = records
         .next()
         .ok_or_else(|| SheetError("the file is empty: no header row".into()))?;
-    let columns = header_columns(header_line, &header)?;
+    let columns = header::columns(header_line, &header)?;
     let width = columns
         .iter()
         .rposition(|c| *c != Column::Blank)
@@ -189,68 +119,6 @@ fn cell(r: &csv::ByteRecord, i: usize) -> String {
         .trim_start_matches('\u{feff}')
         .trim()
         .to_owned()
-}
-
-/// The header's columns.
-fn header_columns(line: u64, header: &csv::ByteRecord) -> Result<Vec<Column>, SheetError> {
-    let mut columns = Vec::new();
-    for i in 0..header.len() {
-        let heading = std::str::from_utf8(header.get(i).unwrap_or_default())
-            .map_err(|_| SheetError(format!("line {line}: the header is not UTF-8 text")))?;
-        let column = column(heading);
-        if column != Column::Blank && columns.contains(&column) {
-            return Err(SheetError(format!(
-                "line {line}: column {} says again what an earlier column says ({})",
-                i + 1,
-                heading.trim()
-            )));
-        }
-        columns.push(column);
-    }
-    if !columns.contains(&Column::Field(Field::Email)) {
-        return Err(SheetError(format!(
-            "line {line}: no usable header: no email column (e.g. `email`, or Entra's \
-             `Email address to invite [inviteeEmail] Required`)"
-        )));
-    }
-    Ok(columns)
-}
-
-/// What a heading means: its bracketed property name when it has one (Entra's template),
-/// else the heading itself.
-pub(crate) fn column(heading: &str) -> Column {
-    let heading = heading.trim_start_matches('\u{feff}').trim();
-    let name = match (heading.find('['), heading.find(']')) {
-        (Some(a), Some(b)) if a < b => heading[a + 1..b].trim(),
-        _ => heading,
-    };
-    if name.is_empty() {
-        return Column::Blank;
-    }
-    let attribute = name
-        .strip_prefix("attributes.")
-        .or_else(|| name.strip_prefix("attribute."));
-    if let Some(attribute) = attribute {
-        return Column::Attribute(attribute.trim().to_owned());
-    }
-    let key: String = name
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    NAMES
-        .iter()
-        .find(|(_, names)| names.contains(&key.as_str()))
-        .map_or_else(|| Column::Attribute(name.to_owned()), |(f, _)| Column::Field(*f))
-}
-
-/// Whether `name` can be a route attribute's name (as an expression reads it).
-pub(crate) fn attribute_name_ok(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_ATTRIBUTE_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// One data row: its event, or why it has none.
@@ -326,7 +194,7 @@ fn values(columns: &[Column], r: &csv::ByteRecord) -> Result<Values, String> {
             Column::Field(f) => {
                 cells.insert(*f, value.to_owned());
             }
-            Column::Attribute(name) if attribute_name_ok(name) => {
+            Column::Attribute(name) if header::attribute_name_ok(name) => {
                 attributes.insert(name.clone(), value.to_owned());
             }
             Column::Attribute(_) | Column::Blank => {}
@@ -352,7 +220,10 @@ pub(crate) fn content_id(
 ) -> String {
     let mut hasher = Sha256::new();
     for (field, value) in cells {
-        if matches!(field, Field::SendEmail | Field::MessageBody | Field::EventId) {
+        if matches!(
+            field,
+            Field::SendEmail | Field::MessageBody | Field::EventId
+        ) {
             continue;
         }
         let value = if *field == Field::Email {
@@ -373,7 +244,10 @@ pub(crate) fn content_id(
         hasher.update([0]);
     }
     let digest = hasher.finalize();
-    format!("{CONTENT_ID_PREFIX}{}", hex::encode(&digest[..CONTENT_ID_BYTES]))
+    format!(
+        "{CONTENT_ID_PREFIX}{}",
+        hex::encode(&digest[..CONTENT_ID_BYTES])
+    )
 }
 
 /// The row as the generic source's event (`presets/generic.toml` reads this shape).
@@ -416,7 +290,7 @@ fn body(
     if let Some(id) = get(Field::OwnerId) {
         owner.insert("id".into(), id.into());
     }
-    set("owner", (!owner.is_empty()).then(|| Value::Object(owner)));
+    set("owner", (!owner.is_empty()).then_some(Value::Object(owner)));
     set(
         "attributes",
         (!attributes.is_empty()).then(|| json!(attributes)),
@@ -470,7 +344,13 @@ mod tests {
                 Column::Field(Field::MessageBody),
             ]
         );
-        assert_eq!(sheet.rows[0], Row { line: 3, entry: Entry::Example });
+        assert_eq!(
+            sheet.rows[0],
+            Row {
+                line: 3,
+                entry: Entry::Example
+            }
+        );
         let e = events(&sheet);
         assert_eq!(e.len(), 2);
         assert_eq!(sheet.rows[1].line, 4);
@@ -511,7 +391,10 @@ mod tests {
             ada@partner.example,Ada L.,\n";
         let sheet = read(file.as_bytes()).unwrap();
         let e = events(&sheet);
-        assert_eq!(e[0].event_id, e[1].event_id, "case, spaces and sendEmail change nothing");
+        assert_eq!(
+            e[0].event_id, e[1].event_id,
+            "case, spaces and sendEmail change nothing"
+        );
         assert_ne!(e[0].event_id, e[2].event_id);
     }
 
@@ -531,10 +414,22 @@ mod tests {
             other => panic!("row {i} is {other:?}"),
         };
         assert!(reason(0).contains("no email"), "{}", reason(0));
-        assert_eq!(reason(1), "wrong number of fields: 3 where the header has 2");
-        assert_eq!(reason(3), "wrong number of fields: 1 where the header has 2");
-        assert!(matches!(sheet.rows[2].entry, Entry::Event(_)), "quoted newlines are data");
-        assert!(matches!(sheet.rows[4].entry, Entry::Event(_)), "trailing empty cells are fine");
+        assert_eq!(
+            reason(1),
+            "wrong number of fields: 3 where the header has 2"
+        );
+        assert_eq!(
+            reason(3),
+            "wrong number of fields: 1 where the header has 2"
+        );
+        assert!(
+            matches!(sheet.rows[2].entry, Entry::Event(_)),
+            "quoted newlines are data"
+        );
+        assert!(
+            matches!(sheet.rows[4].entry, Entry::Event(_)),
+            "trailing empty cells are fine"
+        );
     }
 
     #[test]
@@ -548,15 +443,5 @@ mod tests {
             let e = read(file.as_bytes()).unwrap_err();
             assert!(e.0.contains(says), "{file:?}: {e}");
         }
-    }
-
-    #[test]
-    fn headings_by_bracket_alias_or_attribute() {
-        assert_eq!(column("Email address to invite [inviteeEmail] Required"), Column::Field(Field::Email));
-        assert_eq!(column("E-Mail"), Column::Field(Field::Email));
-        assert_eq!(column("Redirect URL"), Column::Field(Field::RedirectUrl));
-        assert_eq!(column("attributes.pipeline"), Column::Attribute("pipeline".into()));
-        assert_eq!(column("region"), Column::Attribute("region".into()));
-        assert_eq!(column("  "), Column::Blank);
     }
 }
