@@ -512,3 +512,41 @@ async fn bulk_in_queue_mode_enqueues_for_the_worker() {
     assert!(left.is_empty(), "nothing enqueued again");
     assert_eq!(t.graph.invitation_calls().len(), 3);
 }
+
+#[tokio::test]
+async fn bulk_sample_file_passes_a_dry_run() {
+    let t = spawn_app().await;
+    let sample = format!("{}/events/bulk-sample.csv", env!("CARGO_MANIFEST_DIR"));
+    let out = workdir().join("sample.dry-run.csv");
+    let run = bulk(&t, &[&sample, "--dry-run", "--out", out.to_str().unwrap()]).await;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    let rows = result_rows(&out);
+    let got: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["row"].as_str(),
+                r["eventId"].as_str(),
+                r["channels"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got[..2],
+        [
+            ("2", "crm-opp-1001", "slack;webhook"),
+            ("3", "crm-opp-1002", "slack")
+        ]
+    );
+    assert_eq!((got[2].0, got[2].2), ("4", "slack;webhook"));
+    assert!(
+        got[2].1.starts_with("bulk-"),
+        "no eventId: the row's content"
+    );
+    assert!(
+        rows.iter().all(|r| r["status"] == "would-invite"),
+        "{rows:?}"
+    );
+    assert!(run.stdout.contains("DRY RUN") && run.stdout.contains("would-invite"));
+    assert!(t.graph.invitation_calls().is_empty());
+}
