@@ -95,6 +95,8 @@ pub(crate) fn explain(error: &str, r: &Resources) -> String {
             "sqs:SendMessage on queue {}",
             r.queue.as_deref().unwrap_or("(QUEUE_URL)")
         )
+    } else if error.contains("SES") {
+        "ses:SendEmail on the email channel's sending identity (and its configuration set)".into()
     } else if error.contains("secret") || error.contains("Secret") {
         secret_need(&r.secret)
     } else {
@@ -138,6 +140,9 @@ mod tests {
         assert_eq!(
             explain("SendMessage failed: AccessDenied", &r),
             "AccessDenied: your AWS credentials need sqs:SendMessage on queue https://sqs.eu-west-1.amazonaws.com/1/invite-relay"
+        );
+        assert!(
+            explain("SES AccessDeniedException", &r).contains("ses:SendEmail on the email channel")
         );
         assert!(
             explain("reading the secret failed: AccessDeniedException", &r)
