@@ -131,20 +131,14 @@ pub async fn run(args: &[String]) -> Result<ExitCode, String> {
         ..Summary::default()
     };
     let mut result = ResultFile::create(&out)?;
-    let resources = resources(app.config());
-    run_rows(
-        &app,
+    let run = RunContext {
+        app: &app,
         source,
-        &sheet,
-        &args,
-        &mut result,
-        &mut summary,
-        &denials,
-    )
-    .await?;
-    if let Some(denied) = &summary.stopped {
-        summary.stopped = Some(access::explain(denied, &resources));
-    }
+        args: &args,
+        denials: &denials,
+        resources: resources(app.config()),
+    };
+    run_rows(&run, &sheet, &mut result, &mut summary).await?;
     if args.json {
         println!("{}", summary.to_json());
     } else {
@@ -152,8 +146,7 @@ pub async fn run(args: &[String]) -> Result<ExitCode, String> {
     }
     if let Some(why) = summary.stopped {
         return Err(format!(
-            "{why}; stopped at that row: run the file again once granted (rows done are not \
-             repeated)"
+            "{why}; run the file again once granted (rows done are not repeated)"
         ));
     }
     Ok(match summary.counts.get(&Status::Failed) {
@@ -162,22 +155,33 @@ pub async fn run(args: &[String]) -> Result<ExitCode, String> {
     })
 }
 
+/// What every row of a run reads.
+struct RunContext<'a> {
+    app: &'a App,
+    source: &'a Source,
+    args: &'a Args,
+    denials: &'a Denials,
+    resources: Resources,
+}
+
 /// Every row in order, each line written as soon as it is known; stops at an access denial
 /// (every following row would meet it too).
 async fn run_rows(
-    app: &App,
-    source: &Source,
+    run: &RunContext<'_>,
     sheet: &Sheet,
-    args: &Args,
     result: &mut ResultFile,
     summary: &mut Summary,
-    denials: &Denials,
 ) -> Result<(), String> {
     let mut progress = Progress::new(sheet.rows.len());
     let mut seen: HashMap<String, RowResult> = HashMap::new();
     let mut unapplied = false;
     for row in &sheet.rows {
-        let r = one_row(app, source, row, args, &seen).await;
+        let mut r = one_row(run.app, run.source, row, run.args, &seen).await;
+        let denied = run.denials.take();
+        if let Some(denied) = &denied {
+            r.reason = access::explain(denied, &run.resources);
+            r.status = Status::Failed;
+        }
         if let Entry::Event(e) = &row.entry {
             unapplied |= !e.unapplied.is_empty();
             if r.status != Status::Failed && !seen.contains_key(&e.event_id) {
@@ -187,8 +191,8 @@ async fn run_rows(
         result.write(&r)?;
         progress.tick(&r);
         summary.add(&r);
-        if let Some(denied) = denials.take() {
-            summary.stopped = Some(denied);
+        if denied.is_some() {
+            summary.stopped = Some(format!("stopped at line {}: {}", row.line, r.reason));
             break;
         }
     }

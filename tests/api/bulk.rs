@@ -26,6 +26,11 @@ impl Run {
 
 /// Runs `invite-relay bulk ARGS` with the functions' environment, as an operator would.
 async fn bulk(t: &TestApp, args: &[&str]) -> Run {
+    bulk_with(t, &[], args).await
+}
+
+/// [`bulk`] with more environment (endpoints).
+async fn bulk_with(t: &TestApp, env: &[(&str, &str)], args: &[&str]) -> Run {
     // The emulators run in this process: the command runs beside them, not blocking them.
     let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_invite-relay"))
         .env_clear()
@@ -35,6 +40,7 @@ async fn bulk(t: &TestApp, args: &[&str]) -> Run {
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .envs(t.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .envs(env.iter().copied())
         .arg("bulk")
         .args(args)
         .output()
@@ -548,5 +554,42 @@ async fn bulk_sample_file_passes_a_dry_run() {
         "{rows:?}"
     );
     assert!(run.stdout.contains("DRY RUN") && run.stdout.contains("would-invite"));
+    assert!(t.graph.invitation_calls().is_empty());
+}
+
+#[tokio::test]
+async fn bulk_names_the_permission_aws_refuses() {
+    let (t, table) = bulk_app(Vec::new()).await;
+    let proxy = devkit::FaultProxy::start(&aws_endpoint()).await.unwrap();
+    let dir = workdir();
+    let file = write(
+        &dir,
+        "p.csv",
+        "email\nada@partner.example\nbob@partner.example\n",
+    );
+
+    // Every AWS call through the proxy: the secret's read at start-up is refused.
+    proxy.fail_next("/", 400, "AccessDeniedException");
+    let run = bulk_with(&t, &[("AWS_ENDPOINT_URL", &proxy.url)], &[&file]).await;
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    let secret = format!("secretsmanager:GetSecretValue on secret {}", t.secret_id);
+    assert!(run.stderr.contains(&secret), "{}", run.stderr);
+
+    // Only DynamoDB through the proxy: the first row's record is refused, and the run stops.
+    proxy.fail_next("/", 400, "AccessDeniedException");
+    let run = bulk_with(&t, &[("AWS_ENDPOINT_URL_DYNAMODB", &proxy.url)], &[&file]).await;
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("AccessDeniedException: your AWS credentials need dynamodb:")
+            && run.stderr.contains(&format!("on table {table}"))
+            && run.stderr.contains("stopped at line 2"),
+        "{}",
+        run.stderr
+    );
+    let rows = result_rows(&dir.join("p.result.csv"));
+    assert_eq!(rows.len(), 1, "the run stops at the refused row");
+    assert_eq!(rows[0]["status"], "failed");
+    assert!(rows[0]["reason"].contains("dynamodb:"), "{:?}", rows[0]);
     assert!(t.graph.invitation_calls().is_empty());
 }

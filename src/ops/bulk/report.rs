@@ -366,7 +366,7 @@ impl Summary {
             out.push_str(&format!("\nnote: {note}\n"));
         }
         if let Some(why) = &self.stopped {
-            out.push_str(&format!("\nstopped: {why}\n"));
+            out.push_str(&format!("\n{why}\n"));
         }
         out
     }
