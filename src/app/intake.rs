@@ -1,5 +1,6 @@
 //! Where an interpreted event enters the pipeline: `accept` (plan it, then execute it now or
-//! enqueue it), and the worker's entries for queued events and EventBridge events.
+//! enqueue it), the operator's entry for bodies they hand in (`accept_from_operator`, and its
+//! rehearsal), and the worker's entries for queued events and EventBridge events.
 
 use std::sync::Arc;
 
@@ -13,6 +14,19 @@ use crate::inbound::{Action, CrmEvent, Interpretation, Source};
 use crate::problem::{Problem, ProblemKind};
 use crate::queue::{QueueError, QueuedEvent};
 use crate::resilience::Deadline;
+
+/// What an event would come to ([`App::rehearse`]).
+pub(crate) enum Rehearsal {
+    /// Nothing would be done: the filter ignores it, or it completed before (a duplicate).
+    Answered(Outcome),
+    /// Every check passed: it would be invited (sync mode) or enqueued (queue mode), and
+    /// delivered to `channels`.
+    Planned {
+        event_id: String,
+        channels: Vec<String>,
+        groups: Vec<String>,
+    },
+}
 
 /// Queue messages' format version.
 const QUEUED_EVENT_VERSION: u8 = 1;
@@ -72,6 +86,60 @@ impl App {
         }
         .instrument(span)
         .await
+    }
+
+    /// Takes a body for `source` that an operator hands in (`invite-relay bulk`) the way the
+    /// webhook takes a verified one: interpret, then [`App::accept`] (sync or queue, as
+    /// deployed). No signature is checked: the operator's AWS credentials, which read the
+    /// secret holding the source's keys, are the authentication.
+    pub(crate) async fn accept_from_operator(
+        &self,
+        source: &Source,
+        body: &serde_json::Value,
+        deadline: Deadline,
+    ) -> Result<Outcome, Problem> {
+        let keys = self.secrets.get().await.map_err(secret_unavailable)?;
+        match source.interpret(body).map_err(unprocessable)? {
+            Interpretation::Ignored { event_id, .. } => Ok(Outcome::Ignored { event_id }),
+            Interpretation::Invite(event) => {
+                self.accept(source, *event, &keys, deadline, None).await
+            }
+        }
+    }
+
+    /// What [`App::accept_from_operator`] would do with `body`, found without claiming,
+    /// inviting, enqueuing or sending: the same interpretation and plan, and the event's
+    /// record read (a completed event is a duplicate).
+    pub(crate) async fn rehearse(
+        &self,
+        source: &Source,
+        body: &serde_json::Value,
+    ) -> Result<Rehearsal, Problem> {
+        let keys = self.secrets.get().await.map_err(secret_unavailable)?;
+        let event = match source.interpret(body).map_err(unprocessable)? {
+            Interpretation::Ignored { event_id, .. } => {
+                return Ok(Rehearsal::Answered(Outcome::Ignored { event_id }));
+            }
+            Interpretation::Invite(event) => *event,
+        };
+        if event.action == Action::Offboard && !self.config.policy.offboarding.enabled {
+            let event_id = event.event_id;
+            return Ok(Rehearsal::Answered(Outcome::Ignored { event_id }));
+        }
+        let plan = self.plan(source, &event, &keys)?;
+        let done = self
+            .store
+            .completed(&plan.key)
+            .await
+            .map_err(store_unavailable)?;
+        Ok(match done {
+            Some(progress) => Rehearsal::Answered(Outcome::duplicate(&plan.key, progress)),
+            None => Rehearsal::Planned {
+                event_id: plan.key.event_id,
+                channels: plan.channels,
+                groups: plan.groups,
+            },
+        })
     }
 
     /// Queue mode: a completed event is answered as a duplicate; anything else goes to the

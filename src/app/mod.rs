@@ -4,7 +4,8 @@
 //! Where events come in:
 //! - `webhook`: `on_lambda_event` → `on_http`: receive → authenticate → replayed? →
 //!   interpret → accept; and the managed links' page (`link`: `GET`/`POST /i/{token}`);
-//! - `intake`: `accept` (plan, then execute now or enqueue), `on_queued`, `on_eventbridge`;
+//! - `intake`: `accept` (plan, then execute now or enqueue), `accept_from_operator` (the
+//!   `bulk` command's rows, and their rehearsal), `on_queued`, `on_eventbridge`;
 //! - `sweep`: the schedule's pass over the guests the relay tracks (redeemed, expired,
 //!   reminders through `follow_up`, deletions due); `follow_up` also lists pending guests.
 //!
@@ -38,6 +39,7 @@ mod webhook;
 use std::time::Duration;
 
 pub use follow_up::{FOLLOW_UP_SOURCE, FollowUp, FollowUpAction};
+pub(crate) use intake::Rehearsal;
 pub use keyring::{Keyring, SourceKeys, graph_credential, key_checks};
 pub use link::LinkTarget;
 pub use outcome::{

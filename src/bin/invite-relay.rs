@@ -40,7 +40,7 @@ const USAGE: &str = "usage:
   invite-relay dlq list [--json] [--show-emails]
   invite-relay dlq redrive [--reason R] [--older-than DURATION] [--json]
   invite-relay dlq drop SOURCE/EVENT_ID
-  invite-relay bulk FILE.csv [--out RESULT.csv] [--dry-run] [--source NAME]
+  invite-relay bulk FILE.csv [--out RESULT.csv] [--dry-run] [--source NAME] [--json] [--show-emails]
   invite-relay pending [--days N] [--resend] [--show-emails]
   invite-relay sweep
   invite-relay link revoke|issue (--email EMAIL | --event SOURCE/EVENT_ID)";
