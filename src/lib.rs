@@ -38,6 +38,8 @@
 //! - [`resilience`]: deadlines, retries, invitation pacing, the Graph circuit breaker.
 //! - `secrets`: the Secrets Manager secret, cached and re-read on rotation.
 //! - [`telemetry`]: JSON logs honouring Lambda's log settings; the keyed email hash.
+//! - [`ops`]: the operator's commands behind `invite-relay` (doctor, dead letters, status and
+//!   resend, bulk CSV); never run by the functions.
 //! - [`metrics`]: one CloudWatch Embedded Metric Format line per event (invitations,
 //!   deliveries per channel, refusals, parked events, breaker openings, Graph latency).
 //! - `problem`: RFC 9457 problem+json answers.

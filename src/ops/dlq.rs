@@ -184,18 +184,20 @@ async fn redrive(
             && older.is_none_or(|d| p.age_seconds >= d.as_secs())
     });
     release(sqs, dlq, &kept).await;
-    let (mut sent, mut failed) = (0, Vec::new());
-    for p in &chosen {
-        match requeue(config, sqs, &queue, dlq, p).await {
+    let mut sent = 0;
+    let mut failed: Vec<Parked> = Vec::new();
+    let mut reasons = Vec::new();
+    for p in chosen {
+        match requeue(config, sqs, &queue, dlq, &p).await {
             Ok(()) => sent += 1,
-            Err(e) => failed.push(format!("{}: {e}", p.key)),
+            Err(e) => {
+                reasons.push(format!("{}: {e}", p.key));
+                failed.push(p);
+            }
         }
     }
-    let failures: Vec<&Parked> = chosen
-        .iter()
-        .filter(|p| failed.iter().any(|f| f.starts_with(&format!("{}:", p.key))))
-        .collect();
-    release(sqs, dlq, &failures.into_iter().cloned().collect::<Vec<_>>()).await;
+    release(sqs, dlq, &failed).await;
+    let failed = reasons;
     let summary = serde_json::json!({"status": "redriven", "redriven": sent, "left": kept.len() + failed.len(), "failed": failed});
     if flags.on("json") {
         println!("{summary}");

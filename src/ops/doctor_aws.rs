@@ -119,31 +119,9 @@ pub(super) async fn queues(config: &Config, sdk: &aws_config::SdkConfig, checks:
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let mut dlq_arn = None;
     if let Some(url) = &p.dead_letter_url {
-        checks.push(match queue_attributes(&sqs, url).await {
-            Ok(a) if number(&a, "MessageRetentionPeriod") >= DEAD_LETTER_RETENTION_S => {
-                dlq_arn = a.get("QueueArn").cloned();
-                Check::pass(
-                    "queue",
-                    "dead-letter queue",
-                    "exists; keeps messages 14 days",
-                )
-            }
-            Ok(a) => {
-                dlq_arn = a.get("QueueArn").cloned();
-                Check::fail(
-                    "queue",
-                    "dead-letter queue",
-                    format!("keeps messages {} s", number(&a, "MessageRetentionPeriod")),
-                    "set MessageRetentionPeriod to 1209600 (14 days) as the template does",
-                )
-            }
-            Err(e) => Check::fail(
-                "queue",
-                "dead-letter queue",
-                e,
-                "deploy template.yaml's DeadLetterQueue and set DEAD_LETTER_QUEUE_URL",
-            ),
-        });
+        let (check, arn) = dead_letter_queue(&sqs, url).await;
+        checks.push(check);
+        dlq_arn = arn;
     }
     let Some(url) = &p.queue_url else { return };
     let attrs = match queue_attributes(&sqs, url).await {
@@ -198,6 +176,37 @@ pub(super) async fn queues(config: &Config, sdk: &aws_config::SdkConfig, checks:
             "set the queue's attributes as template.yaml does",
         )
     });
+}
+
+/// The dead-letter queue's check, and its ARN (for the invitation queue's redrive policy).
+async fn dead_letter_queue(sqs: &aws_sdk_sqs::Client, url: &str) -> (Check, Option<String>) {
+    let name = "dead-letter queue";
+    match queue_attributes(sqs, url).await {
+        Ok(a) => {
+            let arn = a.get("QueueArn").cloned();
+            let kept = number(&a, "MessageRetentionPeriod");
+            let check = if kept >= DEAD_LETTER_RETENTION_S {
+                Check::pass("queue", name, "exists; keeps messages 14 days")
+            } else {
+                Check::fail(
+                    "queue",
+                    name,
+                    format!("keeps messages {kept} s"),
+                    "set MessageRetentionPeriod to 1209600 (14 days) as the template does",
+                )
+            };
+            (check, arn)
+        }
+        Err(e) => (
+            Check::fail(
+                "queue",
+                name,
+                e,
+                "deploy template.yaml's DeadLetterQueue and set DEAD_LETTER_QUEUE_URL",
+            ),
+            None,
+        ),
+    }
 }
 
 /// The identities that may send as `from`: the address, then its domain.
