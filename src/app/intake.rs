@@ -218,21 +218,12 @@ impl App {
             .get("source")
             .and_then(|s| s.as_str())
             .unwrap_or("");
-        let source = self
-            .config
-            .sources
-            .values()
-            .find(|s| {
-                s.eventbridge_source
-                    .as_deref()
-                    .is_some_and(|p| origin.starts_with(p))
-            })
-            .ok_or_else(|| {
-                Problem::new(
-                    ProblemKind::NotFound,
-                    "no source is configured for this EventBridge source",
-                )
-            })?;
+        let source = self.config.eventbridge_source(origin).ok_or_else(|| {
+            Problem::new(
+                ProblemKind::NotFound,
+                "no source is configured for this EventBridge source",
+            )
+        })?;
         crate::metrics::source(&source.name);
         let keys = self.secrets.get().await.map_err(secret_unavailable)?;
         let event = match source.interpret(envelope).map_err(unprocessable)? {

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::{App, Keyring, SourceKeys};
+use super::{App, Keyring};
 use crate::config::{Config, ConfigError, Role};
 use crate::delivery::Deliverer;
 use crate::graph::GraphClient;
@@ -126,16 +126,7 @@ impl App {
 
 /// The secret, read through a cache that decodes it into a [`Keyring`] once per read.
 fn secret_cache(config: &Config, sdk: &aws_config::SdkConfig) -> SecretCache<Keyring> {
-    let sources: Vec<SourceKeys> = config
-        .sources
-        .values()
-        .map(|s| SourceKeys {
-            name: s.name.clone(),
-            scheme: s.scheme,
-            keys: s.secret_keys.clone(),
-            organization: s.organization_secret.clone(),
-        })
-        .collect();
+    let sources = config.source_keys();
     let delivery = config.delivery.clone();
     let allow_private = config.outbound.allow_private_networks;
     SecretCache::new(

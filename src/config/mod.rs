@@ -189,6 +189,29 @@ impl Config {
         }
     }
 
+    /// The source that takes EventBridge events whose `source` is `origin` (its
+    /// `eventbridge_source` is a prefix of it).
+    pub fn eventbridge_source(&self, origin: &str) -> Option<&crate::inbound::Source> {
+        self.sources.values().find(|s| {
+            s.eventbridge_source
+                .as_deref()
+                .is_some_and(|p| origin.starts_with(p))
+        })
+    }
+
+    /// The secret keys each source needs.
+    pub fn source_keys(&self) -> Vec<crate::app::SourceKeys> {
+        self.sources
+            .values()
+            .map(|s| crate::app::SourceKeys {
+                name: s.name.clone(),
+                scheme: s.scheme,
+                keys: s.secret_keys.clone(),
+                organization: s.organization_secret.clone(),
+            })
+            .collect()
+    }
+
     /// Reads the process environment.
     ///
     /// # Errors

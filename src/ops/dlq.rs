@@ -253,13 +253,7 @@ fn queued_body(config: &Config, body: &str) -> Result<String, String> {
         .map_err(|_| "the message is neither a queued event nor an EventBridge event")?;
     let origin = envelope["source"].as_str().unwrap_or_default();
     let source = config
-        .sources
-        .values()
-        .find(|s| {
-            s.eventbridge_source
-                .as_deref()
-                .is_some_and(|p| origin.starts_with(p))
-        })
+        .eventbridge_source(origin)
         .ok_or("no configured source takes this EventBridge event")?;
     match source.interpret(&envelope).map_err(|e| e.to_string())? {
         Interpretation::Invite(event) => serde_json::to_string(&QueuedEvent {

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::permissions::{covered, needs, roles_of};
 use super::{Flags, aws_failure, doctor_aws};
-use crate::app::{SourceKeys, key_checks};
+use crate::app::key_checks;
 use crate::config::{Config, Role};
 use crate::graph::{ClientCredential, GraphClient};
 use crate::secrets::SecretValues;
@@ -223,16 +223,7 @@ async fn read_secret(
 }
 
 fn secret_keys(config: &Config, values: &SecretValues, checks: &mut Vec<Check>) {
-    let sources: Vec<SourceKeys> = config
-        .sources
-        .values()
-        .map(|s| SourceKeys {
-            name: s.name.clone(),
-            scheme: s.scheme,
-            keys: s.secret_keys.clone(),
-            organization: s.organization_secret.clone(),
-        })
-        .collect();
+    let sources = config.source_keys();
     let allow_private = config.outbound.allow_private_networks;
     for (name, result) in key_checks(values, &sources, &config.delivery, allow_private) {
         checks.push(match result {

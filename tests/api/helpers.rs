@@ -435,18 +435,26 @@ pub async fn scan_table(table: &str) -> Vec<String> {
 /// A processing queue (visibility timeout 1 s) whose redrive policy moves a message to the
 /// dead-letter queue after `max_receive` receives. Returns (queue URL, dead-letter queue URL).
 pub async fn create_queues(max_receive: u32) -> (String, String) {
+    create_queues_with(max_receive, 1, None).await
+}
+
+/// [`create_queues`] with the queue's visibility timeout (seconds) and the dead-letter queue's
+/// retention (seconds; SQS's default when `None`).
+pub async fn create_queues_with(
+    max_receive: u32,
+    visibility: u32,
+    dead_letter_retention: Option<u32>,
+) -> (String, String) {
     use aws_sdk_sqs::types::QueueAttributeName;
     let client = aws_sdk_sqs::Client::new(&sdk_config().await);
     let id = uuid_like();
-    let dlq = client
+    let mut dlq = client
         .create_queue()
-        .queue_name(format!("invite-relay-dlq-{id}"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
+        .queue_name(format!("invite-relay-dlq-{id}"));
+    if let Some(r) = dead_letter_retention {
+        dlq = dlq.attributes(QueueAttributeName::MessageRetentionPeriod, r.to_string());
+    }
+    let dlq = dlq.send().await.unwrap().queue_url().unwrap().to_owned();
     let dlq_arn = client
         .get_queue_attributes()
         .queue_url(&dlq)
@@ -461,7 +469,10 @@ pub async fn create_queues(max_receive: u32) -> (String, String) {
     let queue = client
         .create_queue()
         .queue_name(format!("invite-relay-{id}"))
-        .attributes(QueueAttributeName::VisibilityTimeout, "1")
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility.to_string(),
+        )
         .attributes(QueueAttributeName::RedrivePolicy, redrive)
         .send()
         .await

@@ -28,42 +28,7 @@ kind = "webhook"
 /// Queues with the template's settings: 180 s visibility, 14 days on the dead-letter queue,
 /// redrive after `MAX_RECEIVES`.
 async fn template_queues(max_receives: u32) -> (String, String) {
-    use aws_sdk_sqs::types::QueueAttributeName as A;
-    let sqs = aws_sdk_sqs::Client::new(&sdk_config().await);
-    let id = uuid_like();
-    let dlq = sqs
-        .create_queue()
-        .queue_name(format!("doctor-dlq-{id}"))
-        .attributes(A::MessageRetentionPeriod, "1209600")
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq)
-        .attribute_names(A::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&A::QueueArn]
-        .clone();
-    let redrive = json!({"deadLetterTargetArn": arn, "maxReceiveCount": max_receives.to_string()});
-    let queue = sqs
-        .create_queue()
-        .queue_name(format!("doctor-{id}"))
-        .attributes(A::VisibilityTimeout, "180")
-        .attributes(A::RedrivePolicy, redrive.to_string())
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
-    (queue, dlq)
+    create_queues_with(max_receives, 180, Some(1_209_600)).await
 }
 
 /// A deployment as the template makes it: table, queues, a verified sender, a group.
