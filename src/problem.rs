@@ -150,6 +150,9 @@ pub struct Problem {
     /// Whether trying the same event again later can succeed (queue mode retries these and
     /// dead-letters the rest).
     pub retryable: bool,
+    /// No invitation slot was free (or Graph is paused for the tenant): nothing was tried, so
+    /// the attempt doesn't count; try again after `retry_after`.
+    pub paced: bool,
 }
 
 impl Problem {
@@ -161,6 +164,7 @@ impl Problem {
             extensions: Map::new(),
             retry_after: None,
             retryable: status >= 500 || status == 409,
+            paced: false,
         }
     }
 
@@ -173,6 +177,12 @@ impl Problem {
     /// Overrides whether a later attempt can succeed.
     pub fn retryable(mut self, retryable: bool) -> Self {
         self.retryable = retryable;
+        self
+    }
+
+    /// Marks a refusal for want of an invitation slot (see [`Problem::paced`]).
+    pub fn paced(mut self) -> Self {
+        self.paced = true;
         self
     }
 

@@ -18,6 +18,14 @@ pub struct QueuedEvent {
     #[serde(rename = "deliveryId")]
     pub sender_id: Option<String>,
     pub event: CrmEvent,
+    /// Receives of earlier copies of this message, which the worker deferred for pacing (a
+    /// deferral sends a delayed copy, whose own receive count starts again).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub earlier_receives: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// SQS access for both functions.
@@ -85,6 +93,27 @@ impl Queues {
     ///
     /// # Errors
     /// [`QueueError`] with the SQS error code.
+    /// Sends `body` to the queue again, delivered after `delay` (SQS allows up to 15 minutes).
+    ///
+    /// # Errors
+    /// [`QueueError`] when the queue is not configured or refuses the message.
+    pub async fn defer(&self, body: &str, delay: std::time::Duration) -> Result<(), QueueError> {
+        let url = self
+            .queue_url
+            .as_deref()
+            .ok_or_else(|| QueueError("queue URL not configured".into()))?;
+        let secs = i32::try_from(delay.as_secs().clamp(1, 900)).unwrap_or(900);
+        self.client()?
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .delay_seconds(secs)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| QueueError(format!("SendMessage (deferred) failed: {}", code(&e))))
+    }
+
     pub async fn park(
         &self,
         body: &str,

@@ -198,12 +198,43 @@ impl GraphGate {
 
     /// Invitations are blocked for the tenant (or the app lacks permission): stop calling Graph
     /// for the cool-down. Logged once per opening, as one alarmable line.
-    pub fn blocked(&self) {
-        self.open(self.cooldown, "Graph refused invitations (403)");
+    pub fn blocked(&self) -> Option<Duration> {
+        self.open(self.cooldown, "Graph refused invitations (403)")
     }
 
-    /// A 429 from Graph; a burst of them opens the circuit for at least `retry_after`.
-    pub fn throttled(&self, retry_after: Option<Duration>) {
+    /// Says whether this container's breaker is open, without taking a slot.
+    ///
+    /// # Errors
+    /// [`Paused`] while it is open.
+    pub fn check_open(&self) -> Result<(), Paused> {
+        let b = self.breaker();
+        match b.open_until.filter(|u| *u > Instant::now()) {
+            Some(until) => Err(Paused {
+                retry_after: until - Instant::now(),
+                reason: b.reason,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// An invitation Graph refused (a 4xx other than 403 and 429): Microsoft counts repeated
+    /// failed invitations towards its abuse block, so they count towards the breaker's burst
+    /// like throttling does.
+    pub fn failed(&self) -> Option<Duration> {
+        self.strike(self.cooldown, "repeated failed invitations")
+    }
+
+    /// A 429 from Graph; a burst of them (with failed invitations) opens the circuit for at
+    /// least `retry_after`. Answers how long the circuit opened for, when it opened now.
+    pub fn throttled(&self, retry_after: Option<Duration>) -> Option<Duration> {
+        // At least 30 s (or the whole cool-down, when that is shorter), and what Graph asked.
+        let floor = Duration::from_secs(30).min(self.cooldown);
+        let pause = retry_after.unwrap_or(THROTTLE_WINDOW).max(floor);
+        self.strike(pause, "Graph throttling burst (429)")
+    }
+
+    /// Counts one strike in the window; a burst opens the circuit for `pause`.
+    fn strike(&self, pause: Duration, reason: &'static str) -> Option<Duration> {
         let now = Instant::now();
         let burst = {
             let mut b = self.breaker();
@@ -217,32 +248,31 @@ impl GraphGate {
             }
             b.throttles.len() >= THROTTLE_BURST
         };
-        if burst {
-            self.open(
-                retry_after
-                    .unwrap_or(THROTTLE_WINDOW)
-                    .max(Duration::from_secs(30)),
-                "Graph throttling burst (429)",
-            );
+        if !burst {
+            return None;
         }
+        self.open(pause, reason)
     }
 
-    fn open(&self, for_: Duration, reason: &'static str) {
+    /// Opens the circuit for `for_`; answers `for_` when it was closed until now.
+    fn open(&self, for_: Duration, reason: &'static str) -> Option<Duration> {
         let mut b = self.breaker();
         let until = Instant::now() + for_;
         let already_open = b.open_until.is_some_and(|u| u > Instant::now());
         b.open_until = Some(b.open_until.map_or(until, |u| u.max(until)));
         b.reason = reason;
         b.throttles.clear();
-        if !already_open {
-            crate::metrics::breaker_opened();
-            tracing::error!(
-                alarm = "graph_circuit_open",
-                reason,
-                cooldown_seconds = for_.as_secs(),
-                "pausing Graph invitation calls"
-            );
+        if already_open {
+            return None;
         }
+        crate::metrics::breaker_opened();
+        tracing::error!(
+            alarm = "graph_circuit_open",
+            reason,
+            cooldown_seconds = for_.as_secs(),
+            "pausing Graph invitation calls"
+        );
+        Some(for_)
     }
 }
 

@@ -94,11 +94,31 @@ pub async fn handle(app: &App, event: Value, deadline: Deadline) -> Result<Value
 /// dead-letter queue with their reason.
 pub async fn handle_sqs(app: &App, batch: SqsEvent, deadline: Deadline) -> BatchResponse {
     let mut failures = Vec::new();
+    let (interval, _) =
+        crate::store::interval_and_tolerance(u64::from(app.config().gate.per_minute.get()));
+    let interval = std::time::Duration::from_millis(interval);
+    // Once the tenant has no slot, the rest of the batch waits its turn without asking.
+    let mut paced: Option<(std::time::Duration, u32)> = None;
     for record in batch.records {
-        let returned = app
-            .metrics()
-            .measure(Role::Worker, handle_record(app, &record, deadline))
-            .await;
+        let after = match &mut paced {
+            Some((wait, behind)) => {
+                *behind += 1;
+                After::Paced(*wait + interval * *behind)
+            }
+            None => {
+                app.metrics()
+                    .measure(Role::Worker, handle_record(app, &record, deadline))
+                    .await
+            }
+        };
+        let returned = match after {
+            After::Done => false,
+            After::Return => true,
+            After::Paced(wait) => {
+                paced.get_or_insert((wait, 0));
+                !defer(app, &record, wait).await
+            }
+        };
         if returned {
             failures.push(BatchItemFailure {
                 item_identifier: record.message_id,
@@ -110,30 +130,69 @@ pub async fn handle_sqs(app: &App, batch: SqsEvent, deadline: Deadline) -> Batch
     }
 }
 
-/// One message; whether it goes back to the queue.
-async fn handle_record(app: &App, record: &SqsRecord, deadline: Deadline) -> bool {
-    let receives: u32 = record
+/// What becomes of a message.
+enum After {
+    Done,
+    /// Back to the queue (a batch item failure): a retry can succeed.
+    Return,
+    /// No invitation slot: sent again, delayed until its turn.
+    Paced(std::time::Duration),
+}
+
+fn receives(record: &SqsRecord) -> u32 {
+    let this: u32 = record
         .attributes
         .approximate_receive_count
         .as_deref()
         .and_then(|c| c.parse().ok())
         .unwrap_or(1);
+    let earlier = serde_json::from_str::<crate::queue::QueuedEvent>(&record.body)
+        .map_or(0, |q| q.earlier_receives);
+    this + earlier
+}
+
+/// One message.
+async fn handle_record(app: &App, record: &SqsRecord, deadline: Deadline) -> After {
+    let receives = receives(record);
     match app.on_queued(&record.body, deadline).await {
         Ok(outcome) => {
             tracing::info!(message_id = %record.message_id, status = outcome.status(), "message processed");
-            false
+            After::Done
         }
+        Err(problem) if problem.paced => After::Paced(std::time::Duration::from_secs(
+            problem.retry_after.unwrap_or(1),
+        )),
         Err(problem)
             if problem.disposition() == Disposition::Retry
                 && receives < app.config().processing.max_receives =>
         {
             tracing::warn!(message_id = %record.message_id, problem = problem.kind.slug(), receives, "message returned to the queue");
             metrics::refused(problem.kind);
-            true
+            After::Return
         }
         Err(problem) => {
             metrics::refused(problem.kind);
-            !park(app, &record.body, &problem, deadline).await
+            if park(app, &record.body, &problem, deadline).await {
+                After::Done
+            } else {
+                After::Return
+            }
+        }
+    }
+}
+
+/// Sends a delayed copy of the message (its receives so far carried in it) and lets the
+/// original go; whether that worked (if not, the original returns to the queue).
+async fn defer(app: &App, record: &SqsRecord, wait: std::time::Duration) -> bool {
+    let earlier = receives(record).saturating_sub(1);
+    match app.defer_queued(&record.body, earlier, wait).await {
+        Ok(()) => {
+            tracing::info!(message_id = %record.message_id, wait_ms = wait.as_millis() as u64, "no invitation slot: message deferred");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "deferring failed; the message returns to the queue");
+            false
         }
     }
 }

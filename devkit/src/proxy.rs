@@ -27,6 +27,9 @@ struct Shared {
     faults: Mutex<VecDeque<ProxyFault>>,
     /// (path, status answered) of every request.
     seen: Mutex<Vec<(String, u16)>>,
+    /// The operation of every request that names one (`X-Amz-Target`, e.g.
+    /// `DynamoDB_20120810.PutItem`), in order.
+    operations: Mutex<Vec<String>>,
 }
 
 #[derive(Clone)]
@@ -45,6 +48,7 @@ impl FaultProxy {
             client: reqwest::Client::new(),
             faults: Mutex::default(),
             seen: Mutex::default(),
+            operations: Mutex::default(),
         });
         let app = Router::new().fallback(forward).with_state(shared.clone());
         tokio::spawn(async move {
@@ -60,6 +64,11 @@ impl FaultProxy {
             status,
             error_type: error_type.to_owned(),
         });
+    }
+
+    /// The operations requested so far (`X-Amz-Target` values), in order.
+    pub fn operations(&self) -> Vec<String> {
+        self.shared.operations.lock().unwrap().clone()
     }
 
     /// The statuses answered to requests under `path_prefix`, in order.
@@ -83,6 +92,9 @@ async fn forward(
     body: axum::body::Bytes,
 ) -> Response {
     let path = uri.path().to_owned();
+    if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        s.operations.lock().unwrap().push(target.to_owned());
+    }
     let fault = {
         let mut faults = s.faults.lock().unwrap();
         let i = faults.iter().position(|f| path.starts_with(&f.path_prefix));

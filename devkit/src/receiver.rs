@@ -22,6 +22,8 @@ pub struct Received {
     /// Answered late on purpose (a `Delay` or `RecordThenStall` fault): the sender had most
     /// likely given up, so it could not know the message arrived.
     pub late: bool,
+    /// When the request arrived (before any delay).
+    pub arrived: std::time::Instant,
 }
 
 impl Received {
@@ -109,6 +111,7 @@ async fn receive(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    let arrived = std::time::Instant::now();
     let fault = s.faults.lock().unwrap().pop_front();
     let mut status = 200;
     let (mut late, mut stall, mut location) = (false, None, None);
@@ -138,6 +141,7 @@ async fn receive(
         body: String::from_utf8_lossy(&body).into_owned(),
         status,
         late,
+        arrived,
     };
     if let Some(p) = &s.printer {
         p(&r);

@@ -52,30 +52,41 @@ impl App {
         } else {
             None
         };
-        for name in pending {
-            let sent = match (&minted, managed(&name)) {
-                (Some(Ok(link)), true) => {
-                    let msg = Message {
-                        invitation: link,
-                        ..msg
-                    };
-                    self.deliver_one(run, &name, &msg).await
-                }
+        // Every channel at once: each waits on its own service, and each is recorded as soon as
+        // it succeeds, so a crash mid-way repeats none that was recorded.
+        let sends = pending.into_iter().map(|name| {
+            let msg = match (&minted, managed(&name)) {
+                (Some(Ok(link)), true) => Ok(Message {
+                    invitation: link,
+                    ..msg
+                }),
                 (Some(Err(e)), true) => Err(e.clone()),
-                _ => self.deliver_one(run, &name, &msg).await,
+                _ => Ok(msg),
             };
+            let run = &*run;
+            async move {
+                let sent = match msg {
+                    Ok(msg) => self.deliver_one(run, &name, &msg).await,
+                    Err(e) => Err(e),
+                };
+                match &sent {
+                    Ok(()) => {
+                        tracing::info!(channel = %name, "delivered");
+                        crate::metrics::delivery(&name, true);
+                        log_unrecorded(self.store.record_delivered(&plan.key, &name).await);
+                    }
+                    Err(e) => {
+                        tracing::warn!(channel = %name, error = %e, "delivery failed");
+                        crate::metrics::delivery(&name, false);
+                    }
+                }
+                (name, sent)
+            }
+        });
+        for (name, sent) in futures_util::future::join_all(sends).await {
             match sent {
-                Ok(()) => {
-                    tracing::info!(channel = %name, "delivered");
-                    crate::metrics::delivery(&name, true);
-                    log_unrecorded(self.store.record_delivered(&plan.key, &name).await);
-                    run.progress.delivered.push(name);
-                }
-                Err(e) => {
-                    tracing::warn!(channel = %name, error = %e, "delivery failed");
-                    crate::metrics::delivery(&name, false);
-                    failed.push((name, e));
-                }
+                Ok(()) => run.progress.delivered.push(name),
+                Err(e) => failed.push((name, e)),
             }
         }
         if !failed.is_empty() {

@@ -123,7 +123,8 @@ pub(crate) fn invite_problem(e: InviteError) -> Problem {
                 ProblemKind::UpstreamUnavailable,
                 format!("Graph calls are paused ({}); retry later", p.reason),
             )
-            .retry_after(whole_seconds_up(p.retry_after).max(1));
+            .retry_after(whole_seconds_up(p.retry_after).max(1))
+            .paced();
         }
         InviteError::Graph(g) => g,
     };

@@ -164,6 +164,7 @@ impl App {
             source: source.name.clone(),
             sender_id,
             event,
+            earlier_receives: 0,
         };
         self.queues.enqueue(&queued).await.map_err(|e| {
             tracing::error!(error = %e, "enqueue failed");
@@ -242,6 +243,25 @@ impl App {
     ///
     /// # Errors
     /// The queue error, when even parking failed (the caller then lets the message return).
+    /// Sends a queued event again, delivered after `delay`, carrying `earlier_receives` (so
+    /// pacing never uses up its receives).
+    ///
+    /// # Errors
+    /// [`QueueError`] when the body is not a queued event or the queue refuses it.
+    pub async fn defer_queued(
+        &self,
+        body: &str,
+        earlier_receives: u32,
+        delay: std::time::Duration,
+    ) -> Result<(), QueueError> {
+        let mut q: QueuedEvent = serde_json::from_str(body)
+            .map_err(|_| QueueError("the message is not a queued event".into()))?;
+        q.earlier_receives = earlier_receives;
+        let body =
+            serde_json::to_string(&q).map_err(|_| QueueError("serialisation failed".into()))?;
+        self.queues.defer(&body, delay).await
+    }
+
     pub async fn park(
         &self,
         body: &str,

@@ -237,8 +237,7 @@ impl App {
                     reason: "not enough time left in this invocation",
                 }));
             }
-            self.gate
-                .admit(deadline)
+            self.admit_invitation(deadline)
                 .await
                 .map_err(InviteError::Paused)?;
             let timeout = GraphError::Unavailable {
@@ -249,10 +248,16 @@ impl App {
                 self.graph.invite(&k.graph, request).await
             });
             let result = deadline.bound(call, timeout).await;
-            match &result {
+            let opened = match &result {
                 Err(GraphError::Rejected { status: 403, .. }) => self.gate.blocked(),
                 Err(GraphError::Throttled { retry_after }) => self.gate.throttled(*retry_after),
-                _ => {}
+                Err(GraphError::Rejected { status, .. }) if (400..500).contains(status) => {
+                    self.gate.failed()
+                }
+                _ => None,
+            };
+            if let Some(pause) = opened {
+                self.pause_tenant(pause).await;
             }
             result.map_err(InviteError::Graph)
         };

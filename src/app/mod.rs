@@ -30,6 +30,7 @@ mod link;
 mod notify;
 mod offboard;
 mod outcome;
+mod pace;
 mod plan;
 mod startup;
 mod status;

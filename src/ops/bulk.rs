@@ -239,10 +239,7 @@ async fn one_row(
     let mut r = if args.dry_run {
         rehearse(app, source, row.line, event, email).await
     } else {
-        match app
-            .accept_from_operator(source, &event.body, Deadline::after(ROW_BUDGET))
-            .await
-        {
+        match accept_paced(app, source, &event.body).await {
             Ok(o) => RowResult::outcome(row.line, email, &o),
             Err(p) => RowResult::refused(row.line, &event.event_id, email, &p),
         }
@@ -254,6 +251,29 @@ async fn one_row(
         ));
     }
     r
+}
+
+/// One row through the pipeline. The functions never wait for an invitation slot (the
+/// tenant's pace is shared); the command does: it waits for the slot and tries the row again,
+/// for as long as the row's budget lasts.
+async fn accept_paced(
+    app: &App,
+    source: &Source,
+    body: &serde_json::Value,
+) -> Result<crate::app::Outcome, crate::problem::Problem> {
+    let deadline = Deadline::after(ROW_BUDGET);
+    loop {
+        match app.accept_from_operator(source, body, deadline).await {
+            Err(p) if p.paced => {
+                let wait = std::time::Duration::from_secs(p.retry_after.unwrap_or(1).max(1));
+                if wait >= deadline.remaining() {
+                    return Err(p);
+                }
+                tokio::time::sleep(wait).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// A dry run's row: what the pipeline would do, nothing done.

@@ -8,12 +8,19 @@ mod dynamo;
 mod dynamo_links;
 mod links;
 mod memory;
+mod pace;
 
 use std::time::Duration;
 
 pub use dynamo::{DynamoStore, TRACKING_INDEX};
 pub use links::{LinkRecord, LinkState};
 pub use memory::MemoryStore;
+pub use pace::{Slot, interval_and_tolerance};
+
+/// Now, in epoch milliseconds.
+pub fn epoch_millis() -> u64 {
+    dynamo::now().as_millis() as u64
+}
 
 /// `source` + `event_id`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]

@@ -18,6 +18,7 @@ mod lifecycle;
 mod links;
 mod metrics;
 mod operators;
+mod pacing;
 mod presets;
 mod refusals;
 mod release_binary;

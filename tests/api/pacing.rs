@@ -1,0 +1,235 @@
+//! Tenant-wide pacing and breaker on the idempotency table (moto), deferral instead of sleeping
+//! in the worker, and one event's channels delivered at once.
+
+use std::time::{Duration, Instant};
+
+use invite_relay::resilience::Deadline;
+use invite_relay::store::{DynamoStore, Slot, interval_and_tolerance};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+fn event(id: &str, email: &str) -> Value {
+    let mut b = sample_body();
+    b["id"] = id.into();
+    b["invitee"]["email"] = email.into();
+    b
+}
+
+#[tokio::test]
+async fn three_racing_workers_never_take_more_slots_than_the_rate() {
+    let table = create_table().await;
+    let sdk = sdk_config().await;
+    let rate = 120;
+    let (interval, tolerance) = interval_and_tolerance(rate);
+    let start = Instant::now();
+    let run_for = Duration::from_secs(4);
+    let workers = (0..3).map(|_| {
+        let store = DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            table.clone(),
+            Duration::from_secs(3600),
+        );
+        tokio::spawn(async move {
+            let mut taken = Vec::new();
+            while start.elapsed() < run_for {
+                if store.take_slot(interval, tolerance).await.unwrap() == Slot::Taken {
+                    taken.push(start.elapsed());
+                }
+            }
+            taken
+        })
+    });
+    let mut taken: Vec<Duration> = Vec::new();
+    for w in workers {
+        taken.extend(w.await.unwrap());
+    }
+    taken.sort();
+    let elapsed = start.elapsed().as_millis() as u64;
+    // GCRA's bound for this run's length, whatever the machine's speed: the burst, then one
+    // slot per interval.
+    let most = 1 + (elapsed + tolerance) / interval;
+    assert!(
+        taken.len() as u64 <= most,
+        "{} slots in {elapsed} ms, at most {most} allowed",
+        taken.len()
+    );
+    assert!(
+        taken.len() as u64 >= rate / 10,
+        "the burst was admitted: {}",
+        taken.len()
+    );
+    // Past the burst, consecutive slots are an interval apart at least (the table's clock is
+    // each caller's: allow the time one call takes).
+    let burst = (rate / 10) as usize;
+    for pair in taken[burst..].windows(2) {
+        assert!(
+            pair[1] + Duration::from_millis(250) >= pair[0] + Duration::from_millis(interval),
+            "{pair:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_worker_without_a_slot_defers_its_message_instead_of_sleeping() {
+    let table = create_table().await;
+    let (queue, dlq) = create_queues(4).await;
+    let t = spawn_app_with(Options {
+        env: vec![
+            ("IDEMPOTENCY_TABLE", table),
+            ("PROCESSING_MODE", "queue".to_owned()),
+            ("QUEUE_URL", queue.clone()),
+            ("DEAD_LETTER_QUEUE_URL", dlq),
+            ("INVITE_RATE_PER_MINUTE", "1".to_owned()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    for (id, email) in [
+        ("evt_first", "ada@partner.example"),
+        ("evt_second", "grace@partner.example"),
+    ] {
+        assert_eq!(t.post(&event(id, email)).await.status, 202);
+    }
+    let worker = build_app(&t.env).await.unwrap();
+    let (batch, handles) = receive_batch(&queue, 10).await;
+    assert_eq!(handles.len(), 2);
+    let started = Instant::now();
+    let response =
+        invite_relay::worker::handle(&worker, batch, Deadline::after(Duration::from_secs(25)))
+            .await
+            .unwrap();
+    // One invitation a minute: the second waits ~60 s, which the worker must not sleep.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        response,
+        json!({"batchItemFailures": []}),
+        "deferred, not failed"
+    );
+    delete_succeeded(&queue, &handles, &response).await;
+    assert_eq!(t.graph.invitation_calls().len(), 1);
+
+    // The deferred copy is on the queue, delayed: nothing to receive now.
+    let sqs = aws_sdk_sqs::Client::new(&sdk_config().await);
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let a = attrs.attributes().unwrap();
+    let delayed = &a[&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed];
+    assert_eq!(delayed, "1");
+    assert!(receive_batch(&queue, 10).await.1.is_empty());
+}
+
+#[tokio::test]
+async fn a_breaker_opened_in_one_container_pauses_the_others() {
+    let table = create_table().await;
+    let t = spawn_app_with(Options {
+        env: vec![("IDEMPOTENCY_TABLE", table)],
+        ..Options::default()
+    })
+    .await;
+    let other = build_app(&t.env).await.unwrap();
+    t.graph.fail_next_invitation(devkit::Fault::Status {
+        status: 403,
+        code: "Forbidden",
+        retry_after: None,
+    });
+    let first = t.post(&event("evt_blocked", "ada@partner.example")).await;
+    assert_eq!(first.status, 422, "{}", first.raw);
+    let calls = t.graph.invitation_calls().len();
+
+    let request = to_request(&signed_event(
+        &event("evt_elsewhere", "grace@partner.example").to_string(),
+    ));
+    let answer = answer(other.on_http(request).await);
+    answer.assert_problem(503, "upstream-unavailable");
+    assert!(
+        answer.raw.contains("paused for the tenant"),
+        "{}",
+        answer.raw
+    );
+    assert!(answer.retry_after.is_some());
+    assert_eq!(
+        t.graph.invitation_calls().len(),
+        calls,
+        "the other container never called Graph"
+    );
+}
+
+#[tokio::test]
+async fn one_events_channels_are_delivered_at_once() {
+    let t = spawn_app().await;
+    // Each channel answers after 1.2 s (inside the 2 s timeout): one after the other, the
+    // second would arrive 1.2 s after the first.
+    t.slack
+        .fail_next(devkit::ReceiverFault::Delay(Duration::from_millis(1200)));
+    t.hook
+        .fail_next(devkit::ReceiverFault::Delay(Duration::from_millis(1200)));
+    let a = t.post(&sample_body()).await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    let (slack, hook) = (t.slack.received(), t.hook.received());
+    assert_eq!((slack.len(), hook.len()), (1, 1));
+    let apart = if slack[0].arrived > hook[0].arrived {
+        slack[0].arrived - hook[0].arrived
+    } else {
+        hook[0].arrived - slack[0].arrived
+    };
+    assert!(apart < Duration::from_millis(1000), "sent {apart:?} apart");
+}
+
+/// DynamoDB writes, by operation, in the requests the proxy saw.
+fn writes(proxy: &devkit::FaultProxy) -> Vec<String> {
+    proxy
+        .operations()
+        .into_iter()
+        .filter_map(|t| t.strip_prefix("DynamoDB_20120810.").map(str::to_owned))
+        .filter(|op| {
+            matches!(
+                op.as_str(),
+                "PutItem" | "UpdateItem" | "DeleteItem" | "BatchWriteItem" | "TransactWriteItems"
+            )
+        })
+        .collect()
+}
+
+/// What one invitation costs in DynamoDB writes, counted: a change that adds a write shows
+/// here. In order: the claim, the tenant's invitation slot, the invitation recorded, one per
+/// channel delivered (two here), the guest's record, the sender's delivery id, the completion.
+#[tokio::test]
+async fn the_writes_of_one_invitation_are_counted() {
+    let proxy = devkit::FaultProxy::start(&aws_endpoint()).await.unwrap();
+    let table = create_table().await;
+    let t = spawn_app_with(Options {
+        env: vec![("IDEMPOTENCY_TABLE", table)],
+        aws_endpoint: Some(proxy.url.clone()),
+        ..Options::default()
+    })
+    .await;
+    let before = writes(&proxy).len();
+    let a = t.post(&sample_body()).await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    assert_eq!(a.body["delivered"].as_array().unwrap().len(), 2);
+    let ops = writes(&proxy)[before..].to_vec();
+    assert_eq!(
+        ops,
+        [
+            "PutItem",
+            "UpdateItem",
+            "UpdateItem",
+            "UpdateItem",
+            "UpdateItem",
+            "PutItem",
+            "PutItem",
+            "UpdateItem"
+        ],
+        "8 writes for an invitation delivered to two channels"
+    );
+}
