@@ -27,6 +27,8 @@ struct Shared {
     faults: Mutex<VecDeque<ProxyFault>>,
     /// (path, status answered) of every request.
     seen: Mutex<Vec<(String, u16)>>,
+    /// Held while a request is forwarded, when requests go one at a time.
+    serial: Option<tokio::sync::Mutex<()>>,
     /// The operation of every request that names one (`X-Amz-Target`, e.g.
     /// `DynamoDB_20120810.PutItem`), in order.
     operations: Mutex<Vec<String>>,
@@ -41,6 +43,17 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Listens on a free loopback port and forwards to `upstream` (`http://host:port`).
     pub async fn start(upstream: &str) -> std::io::Result<Self> {
+        Self::listen(upstream, false).await
+    }
+
+    /// A proxy that forwards one request at a time. The AWS emulator serves requests on
+    /// threads without making a conditional write atomic against another at the same moment
+    /// (DynamoDB does): tests of racing conditional writes go through this.
+    pub async fn start_serial(upstream: &str) -> std::io::Result<Self> {
+        Self::listen(upstream, true).await
+    }
+
+    async fn listen(upstream: &str, serial: bool) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let url = format!("http://{}", listener.local_addr()?);
         let shared = Arc::new(Shared {
@@ -48,6 +61,7 @@ impl FaultProxy {
             client: reqwest::Client::new(),
             faults: Mutex::default(),
             seen: Mutex::default(),
+            serial: serial.then(tokio::sync::Mutex::default),
             operations: Mutex::default(),
         });
         let app = Router::new().fallback(forward).with_state(shared.clone());
@@ -114,6 +128,10 @@ async fn forward(
         )
             .into_response();
     }
+    let _one_at_a_time = match &s.serial {
+        Some(m) => Some(m.lock().await),
+        None => None,
+    };
     let target = format!(
         "{}{}",
         s.upstream,

@@ -19,7 +19,15 @@ fn event(id: &str, email: &str) -> Value {
 #[tokio::test]
 async fn three_racing_workers_never_take_more_slots_than_the_rate() {
     let table = create_table().await;
-    let sdk = sdk_config().await;
+    // DynamoDB makes each conditional write atomic; the emulator needs its requests in a row.
+    let proxy = devkit::FaultProxy::start_serial(&aws_endpoint())
+        .await
+        .unwrap();
+    let sdk = sdk_config()
+        .await
+        .into_builder()
+        .endpoint_url(&proxy.url)
+        .build();
     let rate = 120;
     let (interval, tolerance) = interval_and_tolerance(rate);
     let start = Instant::now();
