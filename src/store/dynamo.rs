@@ -51,6 +51,27 @@ pub(super) fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
+/// An update whose unmet condition means there is nothing to do (already so, or not ours).
+pub(super) fn unless_condition_failed<O>(
+    r: Result<
+        O,
+        aws_sdk_dynamodb::error::SdkError<
+            aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+        >,
+    >,
+) -> Result<(), StoreError> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(store_err("UpdateItem", &e)),
+    }
+}
+
 fn item_id(key: &EventKey) -> String {
     format!("{}#{}", key.source, key.event_id)
 }
@@ -421,16 +442,7 @@ impl DynamoStore {
             .expression_attribute_values(":g", AttributeValue::Ss(groups.to_vec()))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(store_err("UpdateItem", &e)),
-        }
+        unless_condition_failed(r)
     }
 
     /// The guests tracked for `tracking` (up to `until`), through the sparse index, page by

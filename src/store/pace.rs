@@ -18,7 +18,7 @@
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use super::StoreError;
-use super::dynamo::{DynamoStore, n, now, s, store_err};
+use super::dynamo::{DynamoStore, n, now, s, store_err, unless_condition_failed};
 
 const PACE_ID: &str = "pace#invitations";
 /// The item lives as long as it's used (TTL on `expiration`), a week past its last write.
@@ -158,16 +158,7 @@ impl DynamoStore {
             .expression_attribute_values(":exp", n(until_ms / 1000 + KEEP_SECS))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(store_err("UpdateItem", &e)),
-        }
+        unless_condition_failed(out)
     }
 }
 
