@@ -27,6 +27,17 @@ impl FunctionUrl {
     /// Serves `handler` on `127.0.0.1:port` (0 for any free port).
     pub async fn start(handler: Handler, port: u16) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        Self::serve(handler, listener)
+    }
+
+    /// Serves on a listener bound earlier (so its address is known, and kept, before the
+    /// function that needs it is configured).
+    pub fn start_on(handler: Handler, listener: std::net::TcpListener) -> std::io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        Self::serve(handler, tokio::net::TcpListener::from_std(listener)?)
+    }
+
+    fn serve(handler: Handler, listener: tokio::net::TcpListener) -> std::io::Result<Self> {
         let url = format!("http://{}", listener.local_addr()?);
         let app = axum::Router::new().fallback(
             move |ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request| {

@@ -25,12 +25,12 @@ struct Session<'a> {
     id: String,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A loopback listener held from the start: its port is in the function's configuration
+/// before the Function URL serves on it, and no other process can take it meanwhile.
+fn listener() -> (std::net::TcpListener, u16) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    (l, port)
 }
 
 impl Driver {
@@ -40,7 +40,8 @@ impl Driver {
             std::path::Path::new(&bin).exists(),
             "{bin} is missing: install Debian's chromium and chromium-driver (scripts/test does)"
         );
-        let port = free_port();
+        // chromedriver binds the port itself: released just before it starts.
+        let port = listener().1;
         let child = tokio::process::Command::new(&bin)
             .arg(format!("--port={port}"))
             .stdout(std::process::Stdio::null())
@@ -154,7 +155,7 @@ impl Session<'_> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_landing_page_works_in_a_real_browser() {
     let table = create_table().await;
-    let port = free_port();
+    let (listener, port) = listener();
     let base = format!("http://127.0.0.1:{port}/");
     let mut secret = serde_json::Map::new();
     secret.insert("link_key".into(), LINK_KEY.into());
@@ -175,7 +176,7 @@ async fn the_landing_page_works_in_a_real_browser() {
         let f = function.clone();
         Box::pin(async move { f.on_lambda_event(event, None).await })
     });
-    let _url = FunctionUrl::start(handler, port).await.unwrap();
+    let _url = FunctionUrl::start_on(handler, listener).unwrap();
 
     let a = t.post(&sample_body()).await;
     assert_eq!(a.body["status"], "invited", "{}", a.raw);
