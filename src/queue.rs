@@ -13,10 +13,6 @@ pub struct QueuedEvent {
     /// Message format version.
     pub v: u8,
     pub source: String,
-    /// The sender's id for this delivery (replay detection); named `deliveryId` on the wire,
-    /// as messages already queued carry it.
-    #[serde(rename = "deliveryId")]
-    pub sender_id: Option<String>,
     pub event: CrmEvent,
     /// Receives of earlier copies of this message, which the worker deferred for pacing (a
     /// deferral sends a delayed copy, whose own receive count starts again).
@@ -88,32 +84,61 @@ impl Queues {
             .map_err(|e| QueueError(format!("SendMessage failed: {}", code(&e))))
     }
 
+    /// Sends each body to the queue again, delivered after its delay (SQS allows up to 15
+    /// minutes), ten to a `SendMessageBatch` request; whether each was accepted.
+    ///
+    /// # Errors
+    /// [`QueueError`] when the queue is not configured.
+    pub async fn defer(
+        &self,
+        messages: &[(String, std::time::Duration)],
+    ) -> Result<Vec<bool>, QueueError> {
+        use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+        let url = self
+            .queue_url
+            .as_deref()
+            .ok_or_else(|| QueueError("queue URL not configured".into()))?;
+        let client = self.client()?;
+        let mut accepted = vec![false; messages.len()];
+        for (chunk, part) in messages.chunks(10).enumerate() {
+            let mut entries = Vec::with_capacity(part.len());
+            for (i, (body, delay)) in part.iter().enumerate() {
+                let secs = i32::try_from(delay.as_secs().clamp(1, 900)).unwrap_or(900);
+                let entry = SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body)
+                    .delay_seconds(secs)
+                    .build()
+                    .map_err(|_| QueueError("bad batch entry".into()))?;
+                entries.push(entry);
+            }
+            let sent = client
+                .send_message_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            match sent {
+                Ok(out) => {
+                    for ok in out.successful() {
+                        if let Ok(i) = ok.id().parse::<usize>() {
+                            accepted[chunk * 10 + i] = true;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %code(&e), "SendMessageBatch (deferred) failed");
+                }
+            }
+        }
+        Ok(accepted)
+    }
+
     /// Parks a message on the dead-letter queue with its reason (a problem type and detail,
     /// never personal data) as message attributes, for an operator to inspect and redrive.
     ///
     /// # Errors
     /// [`QueueError`] with the SQS error code.
-    /// Sends `body` to the queue again, delivered after `delay` (SQS allows up to 15 minutes).
-    ///
-    /// # Errors
-    /// [`QueueError`] when the queue is not configured or refuses the message.
-    pub async fn defer(&self, body: &str, delay: std::time::Duration) -> Result<(), QueueError> {
-        let url = self
-            .queue_url
-            .as_deref()
-            .ok_or_else(|| QueueError("queue URL not configured".into()))?;
-        let secs = i32::try_from(delay.as_secs().clamp(1, 900)).unwrap_or(900);
-        self.client()?
-            .send_message()
-            .queue_url(url)
-            .message_body(body)
-            .delay_seconds(secs)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| QueueError(format!("SendMessage (deferred) failed: {}", code(&e))))
-    }
-
     pub async fn park(
         &self,
         body: &str,

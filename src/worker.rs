@@ -89,45 +89,64 @@ pub async fn handle(app: &App, event: Value, deadline: Deadline) -> Result<Value
     ))
 }
 
-/// Processes each message (one metrics line each); failures that a later attempt can fix go
-/// back to the queue, others (and retryable ones on their last receive) are parked on the
-/// dead-letter queue with their reason.
+/// Processes the batch's messages (one metrics line each): different events at once, each
+/// under its own claim, and copies of one event one after another. Failures that a later
+/// attempt can fix go back to the queue, others (and retryable ones on their last receive)
+/// are parked on the dead-letter queue with their reason; messages without an invitation slot
+/// are sent again, delayed until their turn.
 pub async fn handle_sqs(app: &App, batch: SqsEvent, deadline: Deadline) -> BatchResponse {
-    let mut failures = Vec::new();
-    let (interval, _) =
-        crate::store::interval_and_tolerance(u64::from(app.config().gate.per_minute.get()));
-    let interval = std::time::Duration::from_millis(interval);
-    // Once the tenant has no slot, the rest of the batch waits its turn without asking.
-    let mut paced: Option<(std::time::Duration, u32)> = None;
-    for record in batch.records {
-        let after = match &mut paced {
-            Some((wait, behind)) => {
-                *behind += 1;
-                After::Paced(*wait + interval * *behind)
-            }
-            None => {
-                app.metrics()
+    let runs = by_event(batch.records)
+        .into_iter()
+        .map(|copies| async move {
+            let mut out = Vec::with_capacity(copies.len());
+            for (position, record) in copies {
+                let after = app
+                    .metrics()
                     .measure(Role::Worker, handle_record(app, &record, deadline))
-                    .await
+                    .await;
+                out.push((position, record, after));
             }
-        };
-        let returned = match after {
-            After::Done => false,
-            After::Return => true,
-            After::Paced(wait) => {
-                paced.get_or_insert((wait, 0));
-                !defer(app, &record, wait).await
-            }
-        };
-        if returned {
-            failures.push(BatchItemFailure {
-                item_identifier: record.message_id,
-            });
+            out
+        });
+    let mut handled: Vec<_> = futures_util::future::join_all(runs)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    handled.sort_by_key(|(position, ..)| *position);
+    let mut failures = Vec::new();
+    let mut paced = Vec::new();
+    for (_, record, after) in handled {
+        match after {
+            After::Done => {}
+            After::Return => failures.push(record.message_id),
+            After::Paced(wait) => paced.push((record, wait)),
         }
     }
+    failures.extend(defer(app, paced).await);
     BatchResponse {
-        batch_item_failures: failures,
+        batch_item_failures: failures
+            .into_iter()
+            .map(|item_identifier| BatchItemFailure { item_identifier })
+            .collect(),
     }
+}
+
+/// The batch's records grouped by event (source and event id; a body that isn't a queued
+/// event is a group of its own), each with its position in the batch.
+fn by_event(records: Vec<SqsRecord>) -> Vec<Vec<(usize, SqsRecord)>> {
+    type Copies = Vec<(usize, SqsRecord)>;
+    let mut groups: Vec<(Option<(String, String)>, Copies)> = Vec::new();
+    for (position, record) in records.into_iter().enumerate() {
+        let key = serde_json::from_str::<crate::queue::QueuedEvent>(&record.body)
+            .ok()
+            .map(|q| (q.source, q.event.event_id));
+        match groups.iter_mut().find(|(k, _)| key.is_some() && *k == key) {
+            Some((_, group)) => group.push((position, record)),
+            None => groups.push((key, vec![(position, record)])),
+        }
+    }
+    groups.into_iter().map(|(_, group)| group).collect()
 }
 
 /// What becomes of a message.
@@ -181,20 +200,45 @@ async fn handle_record(app: &App, record: &SqsRecord, deadline: Deadline) -> Aft
     }
 }
 
-/// Sends a delayed copy of the message (its receives so far carried in it) and lets the
-/// original go; whether that worked (if not, the original returns to the queue).
-async fn defer(app: &App, record: &SqsRecord, wait: std::time::Duration) -> bool {
-    let earlier = receives(record).saturating_sub(1);
-    match app.defer_queued(&record.body, earlier, wait).await {
-        Ok(()) => {
-            tracing::info!(message_id = %record.message_id, wait_ms = wait.as_millis() as u64, "no invitation slot: message deferred");
-            true
-        }
+/// Sends delayed copies of the messages that found no invitation slot (their receives so far
+/// carried in them) and lets the originals go; the ids of those that could not be sent (they
+/// return to the queue). The copies come back in groups the tenant's burst admits at once, a
+/// group per burst of slots, so a later invocation invites several at the same time.
+async fn defer(app: &App, paced: Vec<(SqsRecord, std::time::Duration)>) -> Vec<String> {
+    let Some(first) = paced.iter().map(|(_, wait)| *wait).min() else {
+        return Vec::new();
+    };
+    let (interval, tolerance) =
+        crate::store::interval_and_tolerance(u64::from(app.config().gate.per_minute.get()));
+    let burst = (1 + tolerance / interval) as usize;
+    let every = std::time::Duration::from_millis(interval * burst as u64);
+    let start = first + std::time::Duration::from_millis(tolerance);
+    let copies: Vec<(&str, u32, std::time::Duration)> = paced
+        .iter()
+        .enumerate()
+        .map(|(i, (record, _))| {
+            let earlier = receives(record).saturating_sub(1);
+            let group = u32::try_from(i / burst).unwrap_or(u32::MAX);
+            (record.body.as_str(), earlier, start + every * group)
+        })
+        .collect();
+    let sent = match app.defer_queued(&copies).await {
+        Ok(sent) => sent,
         Err(e) => {
-            tracing::warn!(error = %e, "deferring failed; the message returns to the queue");
-            false
+            tracing::warn!(error = %e, "deferring failed; the messages return to the queue");
+            vec![false; copies.len()]
+        }
+    };
+    let mut returned = Vec::new();
+    for (i, ((record, _), (_, _, delay))) in paced.iter().zip(&copies).enumerate() {
+        if sent.get(i).copied().unwrap_or(false) {
+            tracing::info!(message_id = %record.message_id, wait_ms = delay.as_millis() as u64, "no invitation slot: message deferred");
+        } else {
+            tracing::warn!(message_id = %record.message_id, "deferring failed; the message returns to the queue");
+            returned.push(record.message_id.clone());
         }
     }
+    returned
 }
 
 async fn park(app: &App, body: &str, problem: &Problem, deadline: Deadline) -> bool {

@@ -11,7 +11,7 @@ use crate::delivery::{DeliveryError, LinkMode, Message};
 use crate::graph::{GraphError, GroupAdd};
 use crate::problem::Problem;
 use crate::resilience::retry;
-use crate::store::{GuestState, Invitee, Tracking};
+use crate::store::{Delivery, GuestState, Invitee, Tracking};
 
 /// The channels the link reached (the record also names the notices sent).
 pub(crate) fn links_delivered(recorded: &[String]) -> Vec<String> {
@@ -53,7 +53,9 @@ impl App {
             None
         };
         // Every channel at once: each waits on its own service, and each is recorded as soon as
-        // it succeeds, so a crash mid-way repeats none that was recorded.
+        // it succeeds, so a crash mid-way repeats none that was recorded. A lone last channel's
+        // write also completes the event.
+        let completes = run.delivery_is_last && pending.len() == 1;
         let sends = pending.into_iter().map(|name| {
             let msg = match (&minted, managed(&name)) {
                 (Some(Ok(link)), true) => Ok(Message {
@@ -65,6 +67,7 @@ impl App {
             };
             let run = &*run;
             async move {
+                let mut done = false;
                 let sent = match msg {
                     Ok(msg) => self.deliver_one(run, &name, &msg).await,
                     Err(e) => Err(e),
@@ -73,17 +76,25 @@ impl App {
                     Ok(()) => {
                         tracing::info!(channel = %name, "delivered");
                         crate::metrics::delivery(&name, true);
-                        log_unrecorded(self.store.record_delivered(&plan.key, &name).await);
+                        let delivery = Delivery {
+                            channel: &name,
+                            invitation: Some((&invitation.id, &invitation.invited_user_id)),
+                            completes,
+                        };
+                        let recorded = self.store.record_delivered(&plan.key, delivery).await;
+                        done = completes && recorded.is_ok();
+                        log_unrecorded(recorded);
                     }
                     Err(e) => {
                         tracing::warn!(channel = %name, error = %e, "delivery failed");
                         crate::metrics::delivery(&name, false);
                     }
                 }
-                (name, sent)
+                (name, sent, done)
             }
         });
-        for (name, sent) in futures_util::future::join_all(sends).await {
+        for (name, sent, done) in futures_util::future::join_all(sends).await {
+            run.completed |= done;
             match sent {
                 Ok(()) => run.progress.delivered.push(name),
                 Err(e) => failed.push((name, e)),
@@ -190,9 +201,6 @@ impl App {
                 tracking: Some((Tracking::Pending, epoch_secs())),
             };
             log_unrecorded(self.store.remember_invitee(user_id, invitee).await);
-        }
-        if let Some(id) = run.sender_id {
-            log_unrecorded(self.store.remember_sender_id(&key.source, id, key).await);
         }
     }
 }

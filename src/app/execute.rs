@@ -1,6 +1,7 @@
-//! The pipeline's order — claim → decide → prepare → invite → (reinstate) → deliver → stamp →
+//! The pipeline's order — claim → decide → prepare → invite → deliver → (reinstate) → stamp →
 //! sync sponsors → join groups → remember for an invitation, the offboarding steps for an
-//! offboarding — and the one place a claim ends. A resumed event runs the same steps; each skips what the
+//! offboarding — and the one place a claim ends (when nothing follows the delivery, the guest is
+//! remembered first and the last delivery's write ends it). A resumed event runs the same steps; each skips what the
 //! recorded progress says an earlier attempt finished.
 
 use std::sync::Arc;
@@ -22,14 +23,16 @@ pub(crate) struct Run<'a> {
     pub deadline: Deadline,
     /// What earlier attempts finished (and, as steps go, this one).
     pub progress: Progress,
-    /// The sender's id for this delivery (replay detection), when its scheme has one.
-    pub sender_id: Option<&'a str>,
     /// The owner's object id, once resolved (the sponsor the relay keeps).
     pub owner_id: Option<String>,
     /// Groups the guest is in through this run.
     pub joined: Vec<String>,
     /// What the relay knew of this guest before the run (their pointer).
     pub known: Option<Invitee>,
+    /// Nothing follows the delivery: the last channel's write completes the event.
+    pub delivery_is_last: bool,
+    /// The event's completion is recorded (by that write).
+    pub completed: bool,
 }
 
 /// Seconds since the epoch, for records.
@@ -59,7 +62,6 @@ impl App {
         plan: &Plan,
         keys: &Arc<Keyring>,
         deadline: Deadline,
-        sender_id: Option<&str>,
     ) -> Result<Outcome, Problem> {
         let lock_for = deadline.remaining() + ANSWER_MARGIN;
         let progress = match self
@@ -80,17 +82,23 @@ impl App {
             keys: keys.clone(),
             deadline,
             progress,
-            sender_id,
             owner_id: None,
             joined: Vec::new(),
             known: None,
+            delivery_is_last: false,
+            completed: false,
         };
         // Boxed: the steps' futures nest deeply, and one allocation per event keeps the
         // function's state machine within the compiler's layout depth in release builds.
         let result = Box::pin(self.steps(&mut run)).await;
         // The one place a claim ends (as Powertools' idempotency utility does).
         match &result {
-            Ok(_) => log_unrecorded(self.store.complete(&plan.key).await),
+            Ok(_) if run.completed => {}
+            Ok(_) => {
+                let ids = run.progress.invitation_id.as_deref();
+                let ids = ids.zip(run.progress.invited_user_id.as_deref());
+                log_unrecorded(self.store.complete(&plan.key, ids).await);
+            }
             Err(_) => log_unrecorded(self.store.release(&plan.key).await),
         }
         result
@@ -108,12 +116,20 @@ impl App {
         let invited = self.invite(run, &request).await?;
         let user_id = invited.user_id().to_owned();
         run.known = self.known(&user_id).await;
+        run.delivery_is_last = self.delivery_is_last(run);
+        if run.delivery_is_last {
+            // Remembered before the link goes out: the last delivery then ends the event.
+            let links = super::deliver::links_delivered(&run.plan.channels);
+            self.remember(run, &user_id, &links).await;
+        }
         let delivered = self.deliver(run, &invited).await?;
         self.reinstate(run, &user_id).await?;
         let profile = self.stamp(run, &user_id).await?;
         self.sync_sponsors(run, &user_id).await?;
         let groups = self.join_groups(run, &user_id).await;
-        self.remember(run, &user_id, &delivered).await;
+        if !run.delivery_is_last {
+            self.remember(run, &user_id, &delivered).await;
+        }
         Ok(Outcome::Invited {
             event_id: run.plan.key.event_id.clone(),
             invitation_id: invited.invitation_id().to_owned(),
@@ -152,7 +168,7 @@ impl App {
             .notice_steps(keys, deadline, about, kind, extra, &progress.delivered)
             .await;
         if everywhere {
-            log_unrecorded(self.store.complete(about.record).await);
+            log_unrecorded(self.store.complete(about.record, None).await);
         } else {
             log_unrecorded(self.store.release(about.record).await);
         }

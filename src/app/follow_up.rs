@@ -149,7 +149,7 @@ impl App {
                 return Ok(item);
             }
         };
-        match self.execute(&plan, keys, deadline, None).await {
+        match self.execute(&plan, keys, deadline).await {
             Ok(Outcome::Duplicate { .. }) => item.action = FollowUpAction::AlreadyReminded,
             Ok(_) => item.action = FollowUpAction::Resent,
             Err(p) => {

@@ -34,6 +34,25 @@ impl App {
         }
     }
 
+    /// Whether none of the steps after delivery has anything to do for this run (no guest to
+    /// reinstate, no properties to write, no sponsor to move, no groups): then the guest's
+    /// record is written before the link goes out, and the last delivery's write completes the
+    /// event — one write fewer.
+    pub(crate) fn delivery_is_last(&self, run: &Run<'_>) -> bool {
+        let done = |step: &str| run.progress.steps.iter().any(|s| s == step);
+        let reinstate = run
+            .known
+            .as_ref()
+            .is_some_and(|k| k.state == GuestState::Offboarded)
+            && !done(REINSTATED);
+        let stamp = run.plan.purpose == Purpose::Invitation && !self.stamp_body(run).is_empty();
+        let previous = run.known.as_ref().and_then(|k| k.owner_id.as_ref());
+        let sponsors = self.config.policy.sponsor_owner
+            && run.owner_id.is_some()
+            && previous.is_some_and(|p| Some(p) != run.owner_id.as_ref());
+        !reinstate && !stamp && !sponsors && run.plan.groups.is_empty()
+    }
+
     /// A new invitation for a partner the relay offboarded: the guest signs in again and is no
     /// longer due for deletion. Idempotent; recorded.
     pub(crate) async fn reinstate(&self, run: &mut Run<'_>, user_id: &str) -> Result<(), Problem> {

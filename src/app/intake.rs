@@ -62,7 +62,6 @@ impl App {
         event: CrmEvent,
         keys: &Arc<Keyring>,
         deadline: Deadline,
-        sender_id: Option<String>,
     ) -> Result<Outcome, Problem> {
         let span = event_span(&source.name, keys, &event.event_id);
         async {
@@ -77,11 +76,8 @@ impl App {
             let plan = self.plan(source, &event, keys)?;
             tracing::info!(invitee = %keys.hasher.hash(&plan.request.invited_user_email_address), "event accepted");
             match self.config.processing.mode {
-                Mode::Sync => {
-                    self.execute(&plan, keys, deadline, sender_id.as_deref())
-                        .await
-                }
-                Mode::Queue => self.enqueue(source, event, &plan, sender_id).await,
+                Mode::Sync => self.execute(&plan, keys, deadline).await,
+                Mode::Queue => self.enqueue(source, event, &plan).await,
             }
         }
         .instrument(span)
@@ -101,9 +97,7 @@ impl App {
         let keys = self.secrets.get().await.map_err(secret_unavailable)?;
         match source.interpret(body).map_err(unprocessable)? {
             Interpretation::Ignored { event_id, .. } => Ok(Outcome::Ignored { event_id }),
-            Interpretation::Invite(event) => {
-                self.accept(source, *event, &keys, deadline, None).await
-            }
+            Interpretation::Invite(event) => self.accept(source, *event, &keys, deadline).await,
         }
     }
 
@@ -149,7 +143,6 @@ impl App {
         source: &Source,
         event: CrmEvent,
         plan: &Plan,
-        sender_id: Option<String>,
     ) -> Result<Outcome, Problem> {
         if let Some(progress) = self
             .store
@@ -162,7 +155,6 @@ impl App {
         let queued = QueuedEvent {
             v: QUEUED_EVENT_VERSION,
             source: source.name.clone(),
-            sender_id,
             event,
             earlier_receives: 0,
         };
@@ -198,8 +190,7 @@ impl App {
         let keys = self.secrets.get().await.map_err(secret_unavailable)?;
         async {
             let plan = self.plan(source, &q.event, &keys)?;
-            self.execute(&plan, &keys, deadline, q.sender_id.as_deref())
-                .await
+            self.execute(&plan, &keys, deadline).await
         }
         .instrument(event_span(&source.name, &keys, &q.event.event_id))
         .await
@@ -233,35 +224,37 @@ impl App {
         };
         async {
             let plan = self.plan(source, &event, &keys)?;
-            self.execute(&plan, &keys, deadline, None).await
+            self.execute(&plan, &keys, deadline).await
         }
         .instrument(event_span(&source.name, &keys, &event.event_id))
         .await
+    }
+
+    /// Sends delayed copies of queued messages (each carrying its receives so far), in as few
+    /// requests as SQS allows; whether each was sent.
+    ///
+    /// # Errors
+    /// [`QueueError`] when the queue is not configured.
+    pub async fn defer_queued(
+        &self,
+        messages: &[(&str, u32, std::time::Duration)],
+    ) -> Result<Vec<bool>, QueueError> {
+        let mut copies = Vec::with_capacity(messages.len());
+        for (body, earlier_receives, delay) in messages {
+            let mut q: QueuedEvent = serde_json::from_str(body)
+                .map_err(|_| QueueError("the message is not a queued event".into()))?;
+            q.earlier_receives = *earlier_receives;
+            let body =
+                serde_json::to_string(&q).map_err(|_| QueueError("serialisation failed".into()))?;
+            copies.push((body, *delay));
+        }
+        self.queues.defer(&copies).await
     }
 
     /// Parks an event that can't succeed on the dead-letter queue with its reason.
     ///
     /// # Errors
     /// The queue error, when even parking failed (the caller then lets the message return).
-    /// Sends a queued event again, delivered after `delay`, carrying `earlier_receives` (so
-    /// pacing never uses up its receives).
-    ///
-    /// # Errors
-    /// [`QueueError`] when the body is not a queued event or the queue refuses it.
-    pub async fn defer_queued(
-        &self,
-        body: &str,
-        earlier_receives: u32,
-        delay: std::time::Duration,
-    ) -> Result<(), QueueError> {
-        let mut q: QueuedEvent = serde_json::from_str(body)
-            .map_err(|_| QueueError("the message is not a queued event".into()))?;
-        q.earlier_receives = earlier_receives;
-        let body =
-            serde_json::to_string(&q).map_err(|_| QueueError("serialisation failed".into()))?;
-        self.queues.defer(&body, delay).await
-    }
-
     pub async fn park(
         &self,
         body: &str,

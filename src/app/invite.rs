@@ -13,6 +13,7 @@ use crate::graph::GraphError;
 use crate::policy::{Decision, decide};
 use crate::problem::Problem;
 use crate::resilience::{Deadline, Paused, retry};
+use crate::store::Delivery;
 use std::sync::Arc;
 
 /// Wait suggested when the invocation has no time left for another Graph call.
@@ -185,7 +186,7 @@ impl App {
     }
 
     /// Creates the invitation (unless an earlier attempt created it and delivered it
-    /// everywhere), and records it — and Microsoft's email, sent with it — in one step.
+    /// everywhere); Microsoft's email, sent with it, is recorded with its ids in one write.
     pub(crate) async fn invite(
         &self,
         run: &mut Run<'_>,
@@ -206,17 +207,18 @@ impl App {
             .create(&run.keys, run.deadline, request)
             .await
             .map_err(invite_problem)?;
-        let key = &run.plan.key;
-        log_unrecorded(
-            self.store
-                .record_invited(key, &invitation.id, &invitation.invited_user_id)
-                .await,
-        );
+        // The ids are recorded with the first delivery (or the completion): before a channel
+        // has the link, a retry invites again whatever is recorded.
         run.progress.invitation_id = Some(invitation.id.clone());
         run.progress.invited_user_id = Some(invitation.invited_user_id.clone());
         if let Some(name) = graph_mail {
             tracing::info!(channel = %name, "delivered by Microsoft with the invitation");
-            log_unrecorded(self.store.record_delivered(key, &name).await);
+            let delivery = Delivery {
+                channel: &name,
+                invitation: Some((&invitation.id, &invitation.invited_user_id)),
+                completes: false,
+            };
+            log_unrecorded(self.store.record_delivered(&run.plan.key, delivery).await);
             run.progress.delivered.push(name);
         }
         Ok(Invited::Fresh(invitation))

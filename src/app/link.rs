@@ -520,7 +520,7 @@ impl App {
             },
             ..plan
         };
-        self.execute(&plan, &keys, deadline, None).await
+        self.execute(&plan, &keys, deadline).await
     }
 
     /// The guest a target names.

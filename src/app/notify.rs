@@ -12,7 +12,7 @@ use crate::domain::EventDetails;
 use crate::inbound::CrmEvent;
 use crate::problem::Problem;
 use crate::resilience::{Deadline, retry};
-use crate::store::EventKey;
+use crate::store::{Delivery, EventKey};
 
 /// The source under which the sweep's notices are recorded.
 pub const LIFECYCLE_SOURCE: &str = "lifecycle";
@@ -185,7 +185,11 @@ impl App {
             )
             .await;
         for record in &sent {
-            log_unrecorded(self.store.record_delivered(&plan.key, record).await);
+            log_unrecorded(
+                self.store
+                    .record_delivered(&plan.key, Delivery::of(record))
+                    .await,
+            );
             run.progress.delivered.push(record.clone());
         }
         if channels
@@ -214,7 +218,11 @@ impl App {
             .send_notices(keys, deadline, &notice, &channels, done)
             .await;
         for record in &sent {
-            log_unrecorded(self.store.record_delivered(about.record, record).await);
+            log_unrecorded(
+                self.store
+                    .record_delivered(about.record, Delivery::of(record))
+                    .await,
+            );
         }
         done.len() + sent.len() >= channels.len()
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 
-use super::errors::{secret_unavailable, store_unavailable, unprocessable};
+use super::errors::{secret_unavailable, unprocessable};
 use super::{ANSWER_MARGIN, App, DEFAULT_BUDGET, Keyring, Outcome};
 use crate::config::Role;
 use crate::inbound::{self, Interpretation, Source};
@@ -151,10 +151,6 @@ impl App {
         let body =
             inbound::http::checked_body(req, self.config.inbound.max_body_bytes, source.format)?;
         let keys = self.authenticate(source, req, body).await?;
-        let sender_id = source.scheme.sender_id(req.headers());
-        if let Some(outcome) = self.replayed(source, &keys, sender_id.as_deref()).await? {
-            return Ok(Answer::One(outcome));
-        }
         let parsed = inbound::body::parse(source.format, body)
             .map_err(|e| Problem::new(ProblemKind::Malformed, e))?;
         if source.is_batch() {
@@ -169,32 +165,10 @@ impl App {
                 Ok(Answer::One(Outcome::Ignored { event_id }))
             }
             Interpretation::Invite(event) => self
-                .accept(source, *event, &keys, deadline, sender_id)
+                .accept(source, *event, &keys, deadline)
                 .await
                 .map(Answer::One),
         }
-    }
-
-    /// A delivery whose sender id already carried a completed event is a duplicate: answered
-    /// before its body is even parsed.
-    async fn replayed(
-        &self,
-        source: &Source,
-        keys: &Keyring,
-        sender_id: Option<&str>,
-    ) -> Result<Option<Outcome>, Problem> {
-        let Some(id) = sender_id else {
-            return Ok(None);
-        };
-        let seen = self
-            .store
-            .completed_sender_id(&source.name, id)
-            .await
-            .map_err(store_unavailable)?;
-        Ok(seen.map(|(key, progress)| {
-            tracing::info!(source = %source.name, event_id = %keys.hasher.loggable(&key.event_id), "replayed delivery answered as a duplicate");
-            Outcome::duplicate(&key, progress)
-        }))
     }
 
     async fn interpret_batch(
@@ -212,7 +186,7 @@ impl App {
                 Ok(Interpretation::Ignored { event_id, .. }) => Ok(Outcome::Ignored { event_id }),
                 Ok(Interpretation::Invite(event)) => {
                     let event_id = event.event_id.clone();
-                    self.accept(source, *event, keys, deadline, None)
+                    self.accept(source, *event, keys, deadline)
                         .await
                         .map_err(|p| p.with("eventId", event_id))
                 }

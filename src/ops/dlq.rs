@@ -259,7 +259,6 @@ fn queued_body(config: &Config, body: &str) -> Result<String, String> {
         Interpretation::Invite(event) => serde_json::to_string(&QueuedEvent {
             v: 1,
             source: source.name.clone(),
-            sender_id: None,
             event: *event,
             earlier_receives: 0,
         })

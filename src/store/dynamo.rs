@@ -6,7 +6,6 @@
 //! `status` (`INPROGRESS` | `COMPLETED`), `expiration` (epoch seconds; the table's TTL
 //! attribute), `in_progress_expiration` (epoch milliseconds: the lock holder's deadline),
 //! `invitation_id`, `invited_user_id`, `delivered` (string set of channels).
-//! One item per delivery id, `id = "delivery#{source}#{delivery id}"`, pointing at its event.
 //! One item per invited user, `id = "invitee#{user object id}"`: the event that invited them and
 //! the channels that got the link, kept [`super::INVITEE_RETENTION`] for follow-ups.
 //! Reads are strongly consistent, and expiry is checked on every read: TTL deletion can lag by
@@ -25,6 +24,9 @@ pub struct DynamoStore {
     client: Client,
     table: String,
     retention: Duration,
+    /// The tenant's pace as this container last saw it (`tat`, epoch milliseconds): the first
+    /// guess of a slot's conditional write, so a burst costs one write per slot, not two.
+    pub(super) last_tat: std::sync::atomic::AtomicU64,
 }
 
 impl DynamoStore {
@@ -161,6 +163,7 @@ impl DynamoStore {
             client,
             table,
             retention,
+            last_tat: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -229,50 +232,82 @@ impl DynamoStore {
         }
     }
 
-    pub async fn record_invited(
+    pub async fn record_delivered(
         &self,
         key: &EventKey,
-        invitation_id: &str,
-        invited_user_id: &str,
+        delivery: &super::Delivery<'_>,
     ) -> Result<(), StoreError> {
-        self.client
+        let mut set = Vec::new();
+        let mut update = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("id", s(item_id(key)))
-            .update_expression("SET invitation_id = :i, invited_user_id = :u")
-            .expression_attribute_values(":i", s(invitation_id))
-            .expression_attribute_values(":u", s(invited_user_id))
+            .expression_attribute_values(
+                ":c",
+                AttributeValue::Ss(vec![delivery.channel.to_owned()]),
+            );
+        if let Some((invitation_id, user_id)) = delivery.invitation {
+            set.push("invitation_id = :i, invited_user_id = :u");
+            update = update
+                .expression_attribute_values(":i", s(invitation_id))
+                .expression_attribute_values(":u", s(user_id));
+        }
+        let mut remove = "";
+        if delivery.completes {
+            set.push("#status = :done, expiration = :exp");
+            remove = " REMOVE in_progress_expiration";
+            update = self.completing(update);
+        }
+        let set = if set.is_empty() {
+            String::new()
+        } else {
+            format!(" SET {}", set.join(", "))
+        };
+        update
+            .update_expression(format!("ADD delivered :c{set}{remove}"))
             .send()
             .await
             .map(|_| ())
             .map_err(|e| store_err("UpdateItem", &e))
     }
 
-    pub async fn record_delivered(&self, key: &EventKey, channel: &str) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("id", s(item_id(key)))
-            .update_expression("ADD delivered :c")
-            .expression_attribute_values(":c", AttributeValue::Ss(vec![channel.to_owned()]))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| store_err("UpdateItem", &e))
-    }
-
-    pub async fn complete(&self, key: &EventKey) -> Result<(), StoreError> {
-        let expiration = (now() + self.retention).as_secs();
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("id", s(item_id(key)))
-            .update_expression(
-                "SET #status = :done, expiration = :exp REMOVE in_progress_expiration",
-            )
+    /// The values an update that completes the event sets.
+    fn completing(
+        &self,
+        update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        update
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":done", s("COMPLETED"))
-            .expression_attribute_values(":exp", n(expiration))
+            .expression_attribute_values(":exp", n((now() + self.retention).as_secs()))
+    }
+
+    pub async fn complete(
+        &self,
+        key: &EventKey,
+        invitation: Option<(&str, &str)>,
+    ) -> Result<(), StoreError> {
+        let mut update = self
+            .completing(
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("id", s(item_id(key))),
+            )
+            .update_expression(
+                "SET #status = :done, expiration = :exp REMOVE in_progress_expiration",
+            );
+        if let Some((invitation_id, user_id)) = invitation {
+            update = update
+                .update_expression(
+                    "SET #status = :done, expiration = :exp, invitation_id = :i, \
+                     invited_user_id = :u REMOVE in_progress_expiration",
+                )
+                .expression_attribute_values(":i", s(invitation_id))
+                .expression_attribute_values(":u", s(user_id));
+        }
+        update
             .send()
             .await
             .map(|_| ())
@@ -301,27 +336,6 @@ impl DynamoStore {
                     Err(store_err("UpdateItem", &e))
                 }
             })
-    }
-
-    pub async fn remember_sender_id(
-        &self,
-        source: &str,
-        sender_id: &str,
-        key: &EventKey,
-    ) -> Result<(), StoreError> {
-        let expiration = (now() + self.retention).as_secs();
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            // The item key keeps its original prefix, so records written before stay valid.
-            .item("id", s(format!("delivery#{source}#{sender_id}")))
-            .item("event", s(item_id(key)))
-            .item("event_id", s(&key.event_id))
-            .item("expiration", n(expiration))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| store_err("PutItem", &e))
     }
 
     pub async fn remember_invitee(
@@ -481,29 +495,6 @@ impl DynamoStore {
                 _ => return Ok(out),
             }
         }
-    }
-
-    pub async fn completed_sender_id(
-        &self,
-        source: &str,
-        sender_id: &str,
-    ) -> Result<Option<(EventKey, Progress)>, StoreError> {
-        let Some(pointer) = self.get(&format!("delivery#{source}#{sender_id}")).await? else {
-            return Ok(None);
-        };
-        let event_id = pointer
-            .get("event_id")
-            .and_then(|v| v.as_s().ok())
-            .cloned()
-            .unwrap_or_default();
-        let key = EventKey {
-            source: source.to_owned(),
-            event_id,
-        };
-        let Some(item) = self.get(&item_id(&key)).await? else {
-            return Ok(None);
-        };
-        Ok(is_completed(&item).then(|| (key, progress_of(&item))))
     }
 
     /// An event's record, whatever its state.

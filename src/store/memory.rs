@@ -17,14 +17,10 @@ struct Record {
 /// Records kept at most; the oldest are dropped beyond this.
 const MAX_RECORDS: usize = 10_000;
 
-/// A sender's delivery id: `(source, delivery id)`.
-type DeliveryKey = (String, String);
-
 #[derive(Debug)]
 pub struct MemoryStore {
     retention: Duration,
     records: Mutex<HashMap<EventKey, Record>>,
-    deliveries: Mutex<HashMap<DeliveryKey, (EventKey, Instant)>>,
     invitees: Mutex<HashMap<String, Invitee>>,
     pub(super) links: Box<super::links::MemoryLinks>,
 }
@@ -35,7 +31,6 @@ impl MemoryStore {
         Self {
             retention,
             records: Mutex::new(HashMap::new()),
-            deliveries: Mutex::new(HashMap::new()),
             invitees: Mutex::new(HashMap::new()),
             links: Box::default(),
         }
@@ -90,64 +85,22 @@ impl MemoryStore {
         })
     }
 
-    pub fn record_invited(&self, key: &EventKey, invitation_id: &str, invited_user_id: &str) {
+    pub fn record_delivered(&self, key: &EventKey, delivery: &super::Delivery<'_>) {
         self.with(|records| {
             if let Some(r) = records.get_mut(key) {
-                r.progress.invitation_id = Some(invitation_id.to_owned());
-                r.progress.invited_user_id = Some(invited_user_id.to_owned());
+                if !r.progress.delivered.iter().any(|c| c == delivery.channel) {
+                    r.progress.delivered.push(delivery.channel.to_owned());
+                }
+                if let Some((invitation_id, user_id)) = delivery.invitation {
+                    r.progress.invitation_id = Some(invitation_id.to_owned());
+                    r.progress.invited_user_id = Some(user_id.to_owned());
+                }
+                if delivery.completes {
+                    r.completed_at = Some(Instant::now());
+                    r.locked_until = None;
+                }
             }
         });
-    }
-
-    pub fn record_delivered(&self, key: &EventKey, channel: &str) {
-        self.with(|records| {
-            if let Some(r) = records.get_mut(key)
-                && !r.progress.delivered.iter().any(|c| c == channel)
-            {
-                r.progress.delivered.push(channel.to_owned());
-            }
-        });
-    }
-
-    /// Remembers that the sender's delivery id `sender_id` carried the event `key`.
-    pub fn remember_sender_id(&self, source: &str, sender_id: &str, key: &EventKey) {
-        let now = Instant::now();
-        let mut d = self
-            .deliveries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if d.len() >= MAX_RECORDS {
-            d.retain(|_, (_, at)| now.duration_since(*at) < self.retention);
-            if d.len() >= MAX_RECORDS {
-                d.clear();
-            }
-        }
-        d.insert(
-            (source.to_owned(), sender_id.to_owned()),
-            (key.clone(), now),
-        );
-    }
-
-    /// The completed event a delivery id carried, if that delivery was seen and its event
-    /// completed within the retention window.
-    pub fn completed_sender_id(
-        &self,
-        source: &str,
-        sender_id: &str,
-    ) -> Option<(EventKey, Progress)> {
-        let key = {
-            let d = self
-                .deliveries
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            d.get(&(source.to_owned(), sender_id.to_owned()))?.0.clone()
-        };
-        let retention = self.retention;
-        self.with(|records| {
-            let r = records.get(&key)?;
-            let done = r.completed_at?;
-            (done.elapsed() < retention).then(|| (key.clone(), r.progress.clone()))
-        })
     }
 
     pub fn record(&self, key: &EventKey) -> Option<super::EventRecord> {
@@ -173,9 +126,13 @@ impl MemoryStore {
         })
     }
 
-    pub fn complete(&self, key: &EventKey) {
+    pub fn complete(&self, key: &EventKey, invitation: Option<(&str, &str)>) {
         self.with(|records| {
             if let Some(r) = records.get_mut(key) {
+                if let Some((invitation_id, user_id)) = invitation {
+                    r.progress.invitation_id = Some(invitation_id.to_owned());
+                    r.progress.invited_user_id = Some(user_id.to_owned());
+                }
                 r.completed_at = Some(Instant::now());
                 r.locked_until = None;
             }
@@ -292,15 +249,21 @@ mod tests {
             Claim::Acquired(Progress::default())
         );
         assert_eq!(s.claim(&k, Duration::from_secs(30)), Claim::InProgress);
-        s.record_invited(&k, "inv", "user");
-        s.record_delivered(&k, "slack");
+        s.record_delivered(
+            &k,
+            &crate::store::Delivery {
+                channel: "slack",
+                invitation: Some(("inv", "user")),
+                completes: false,
+            },
+        );
         s.release(&k);
         let Claim::Acquired(p) = s.claim(&k, Duration::from_secs(30)) else {
             panic!("resume")
         };
         assert_eq!(p.delivered, vec!["slack".to_owned()]);
         assert_eq!(p.invitation_id.as_deref(), Some("inv"));
-        s.complete(&k);
+        s.complete(&k, None);
         assert!(matches!(
             s.claim(&k, Duration::from_secs(30)),
             Claim::Completed(_)
@@ -309,27 +272,6 @@ mod tests {
             s.claim(&key("e2"), Duration::from_secs(30)),
             Claim::Acquired(_)
         ));
-    }
-
-    #[test]
-    fn delivery_ids_point_at_completed_events_only() {
-        let s = MemoryStore::new(Duration::from_secs(3600));
-        let k = key("e1");
-        s.claim(&k, Duration::from_secs(30));
-        s.remember_sender_id("generic", "msg_1", &k);
-        assert_eq!(
-            s.completed_sender_id("generic", "msg_1"),
-            None,
-            "not completed yet"
-        );
-        s.complete(&k);
-        assert_eq!(
-            s.completed_sender_id("generic", "msg_1")
-                .map(|(k, _)| k.event_id),
-            Some("e1".to_owned())
-        );
-        assert_eq!(s.completed_sender_id("other", "msg_1"), None);
-        assert_eq!(s.completed_sender_id("generic", "msg_2"), None);
     }
 
     #[test]
@@ -348,7 +290,7 @@ mod tests {
         let s = MemoryStore::new(Duration::ZERO);
         let k = key("e1");
         s.claim(&k, Duration::from_secs(30));
-        s.complete(&k);
+        s.complete(&k, None);
         assert_eq!(
             s.claim(&k, Duration::from_secs(30)),
             Claim::Acquired(Progress::default())

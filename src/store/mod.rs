@@ -117,6 +117,30 @@ pub struct Invitee {
 /// offboarding and sponsor sync need it for as long as the partnership lasts.
 pub const INVITEE_RETENTION: Duration = Duration::from_secs(3 * 365 * 24 * 3600);
 
+/// A channel the link (or a notice) reached, as one progress write records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    /// The channel's name (or a notice's record).
+    pub channel: &'a str,
+    /// The invitation's ids (`invitationId`, the invited user's object id), recorded with the
+    /// delivery rather than by a write of their own: before a channel has the link, a retry
+    /// invites again anyway.
+    pub invitation: Option<(&'a str, &'a str)>,
+    /// Nothing follows this delivery: the same write completes the event.
+    pub completes: bool,
+}
+
+impl<'a> Delivery<'a> {
+    /// Only the channel.
+    pub fn of(channel: &'a str) -> Self {
+        Delivery {
+            channel,
+            invitation: None,
+            completes: false,
+        }
+    }
+}
+
 /// The answer to "may I process this event now?".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -148,56 +172,19 @@ impl Store {
         }
     }
 
-    pub async fn record_invited(
+    /// Records a channel delivered, with what the same write can carry (the invitation's ids,
+    /// the event's completion): one write instead of several, exactly-once just the same.
+    pub async fn record_delivered(
         &self,
         key: &EventKey,
-        invitation_id: &str,
-        invited_user_id: &str,
+        delivery: Delivery<'_>,
     ) -> Result<(), StoreError> {
         match self {
             Store::Memory(m) => {
-                m.record_invited(key, invitation_id, invited_user_id);
+                m.record_delivered(key, &delivery);
                 Ok(())
             }
-            Store::Dynamo(d) => d.record_invited(key, invitation_id, invited_user_id).await,
-        }
-    }
-
-    pub async fn record_delivered(&self, key: &EventKey, channel: &str) -> Result<(), StoreError> {
-        match self {
-            Store::Memory(m) => {
-                m.record_delivered(key, channel);
-                Ok(())
-            }
-            Store::Dynamo(d) => d.record_delivered(key, channel).await,
-        }
-    }
-
-    /// Remembers which event a sender's delivery id carried (replay detection).
-    pub async fn remember_sender_id(
-        &self,
-        source: &str,
-        sender_id: &str,
-        key: &EventKey,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Memory(m) => {
-                m.remember_sender_id(source, sender_id, key);
-                Ok(())
-            }
-            Store::Dynamo(d) => d.remember_sender_id(source, sender_id, key).await,
-        }
-    }
-
-    /// The completed event behind a delivery id seen before, if any.
-    pub async fn completed_sender_id(
-        &self,
-        source: &str,
-        sender_id: &str,
-    ) -> Result<Option<(EventKey, Progress)>, StoreError> {
-        match self {
-            Store::Memory(m) => Ok(m.completed_sender_id(source, sender_id)),
-            Store::Dynamo(d) => d.completed_sender_id(source, sender_id).await,
+            Store::Dynamo(d) => d.record_delivered(key, &delivery).await,
         }
     }
 
@@ -293,14 +280,19 @@ impl Store {
         }
     }
 
-    /// Marks the event done; duplicates within the retention window are answered from here.
-    pub async fn complete(&self, key: &EventKey) -> Result<(), StoreError> {
+    /// Marks the event done (with the invitation's ids, when no delivery recorded them);
+    /// duplicates within the retention window are answered from here.
+    pub async fn complete(
+        &self,
+        key: &EventKey,
+        invitation: Option<(&str, &str)>,
+    ) -> Result<(), StoreError> {
         match self {
             Store::Memory(m) => {
-                m.complete(key);
+                m.complete(key, invitation);
                 Ok(())
             }
-            Store::Dynamo(d) => d.complete(key).await,
+            Store::Dynamo(d) => d.complete(key, invitation).await,
         }
     }
 

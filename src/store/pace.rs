@@ -6,14 +6,16 @@
 //! `tat` is the theoretical arrival time (epoch milliseconds) of the next invitation, and one
 //! may start when `tat` is at most `tolerance` ahead of now; it then moves `tat` on by the
 //! interval. Taking a slot is a conditional update — no read, no lock, no sleep: `tat` ≤ now
-//! sets it to now plus the interval (one write); within the tolerance, `tat` plus the interval
-//! if `tat` is still what was read (a second write, during bursts only). A refused update
+//! sets it to now plus the interval; within the tolerance, `tat` plus the interval if `tat` is
+//! still the one this container last saw. One write when the guess holds; a refused update
 //! returns the item as it was (`ReturnValuesOnConditionCheckFailure`), which says how long to
-//! wait. [`interval_and_tolerance`] chooses both so that no 60-second window admits more than
+//! wait or what to try next (a second write, when another container moved the pace). [`interval_and_tolerance`] chooses both so that no 60-second window admits more than
 //! the configured rate, bursts included.
 //!
 //! The breaker is `open_until` (epoch milliseconds) on the same item, checked by the same
 //! update: when any container opens it, every container's next slot is refused until then.
+
+use std::sync::atomic::Ordering;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
@@ -62,10 +64,19 @@ impl DynamoStore {
     /// # Errors
     /// [`StoreError`] when the table can't be written.
     pub async fn take_slot(&self, interval_ms: u64, tolerance_ms: u64) -> Result<Slot, StoreError> {
+        // The pace as last seen here: within the tolerance, the likely `tat` to move on.
+        let mut guess = Some(self.last_tat.load(Ordering::Relaxed));
         for _ in 0..3 {
             let now_ms = now().as_millis() as u64;
-            let old = match self.set_tat(now_ms, None, now_ms + interval_ms).await? {
-                None => return Ok(Slot::Taken),
+            let expected = guess
+                .take()
+                .filter(|t| *t > now_ms && *t - now_ms <= tolerance_ms);
+            let next = expected.unwrap_or(now_ms) + interval_ms;
+            let old = match self.set_tat(now_ms, expected, next).await? {
+                None => {
+                    self.last_tat.store(next, Ordering::Relaxed);
+                    return Ok(Slot::Taken);
+                }
                 Some(old) => old,
             };
             let open_until = number(&old, "open_until");
@@ -76,22 +87,15 @@ impl DynamoStore {
                 });
             }
             let tat = number(&old, "tat");
-            if tat <= now_ms {
-                continue; // the table moved between the read and our clock: try again
-            }
-            if tat - now_ms > tolerance_ms {
+            self.last_tat.store(tat, Ordering::Relaxed);
+            if tat > now_ms && tat - now_ms > tolerance_ms {
                 return Ok(Slot::Wait {
                     ms: tat - now_ms - tolerance_ms,
                     breaker: false,
                 });
             }
-            if self
-                .set_tat(now_ms, Some(tat), tat + interval_ms)
-                .await?
-                .is_none()
-            {
-                return Ok(Slot::Taken);
-            }
+            // Free now (`tat` within the tolerance, or past): try again with what was read.
+            guess = Some(tat);
         }
         // Contended: another container took each slot first.
         Ok(Slot::Wait {

@@ -209,14 +209,17 @@ fn writes(proxy: &devkit::FaultProxy) -> Vec<String> {
 }
 
 /// What one invitation costs in DynamoDB writes, counted: a change that adds a write shows
-/// here. In order: the claim, the tenant's invitation slot, the invitation recorded, one per
-/// channel delivered (two here), the guest's record, the sender's delivery id, the completion.
+/// here. Two channels: the claim, the tenant's invitation slot, the guest's record (nothing
+/// follows the delivery here, so it is written first), one per channel delivered (each carries
+/// the invitation's ids), the completion. One channel and no
+/// later steps: the claim, the slot, the guest's record, and the delivery that completes the
+/// event.
 #[tokio::test]
 async fn the_writes_of_one_invitation_are_counted() {
     let proxy = devkit::FaultProxy::start(&aws_endpoint()).await.unwrap();
     let table = create_table().await;
     let t = spawn_app_with(Options {
-        env: vec![("IDEMPOTENCY_TABLE", table)],
+        env: vec![("IDEMPOTENCY_TABLE", table.clone())],
         aws_endpoint: Some(proxy.url.clone()),
         ..Options::default()
     })
@@ -231,13 +234,37 @@ async fn the_writes_of_one_invitation_are_counted() {
         [
             "PutItem",
             "UpdateItem",
-            "UpdateItem",
-            "UpdateItem",
-            "UpdateItem",
             "PutItem",
-            "PutItem",
+            "UpdateItem",
+            "UpdateItem",
             "UpdateItem"
         ],
-        "8 writes for an invitation delivered to two channels"
+        "6 writes for an invitation delivered to two channels"
     );
+
+    let mut body = sample_body();
+    body["id"] = "evt_one_channel".into();
+    body["invitee"]["email"] = "solo@partner.example".into();
+    body["delivery"] = serde_json::json!({"channels": ["webhook"]});
+    let before = writes(&proxy).len();
+    let a = t.post(&body).await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    assert_eq!(a.body["delivered"], serde_json::json!(["webhook"]));
+    let ops = writes(&proxy)[before..].to_vec();
+    assert_eq!(
+        ops,
+        ["PutItem", "UpdateItem", "PutItem", "UpdateItem"],
+        "4 writes for an invitation delivered to one channel"
+    );
+    // The one write left the event completed, with the invitation's ids: a replay is a
+    // duplicate that names them.
+    let again = t.post(&body).await;
+    assert_eq!(again.body["status"], "duplicate", "{}", again.raw);
+    assert_eq!(
+        again.body["invitationId"], a.body["invitationId"],
+        "{}",
+        again.raw
+    );
+    assert_eq!(t.graph.created().len(), 2);
+    assert_eq!(t.hook.delivered().len(), 2, "one per event");
 }

@@ -162,30 +162,6 @@ impl Scheme {
         }
     }
 
-    /// The sender's id for this delivery, when the scheme has one (replay detection).
-    pub fn sender_id(self, headers: &HeaderMap) -> Option<String> {
-        let h = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let id = match self {
-            Scheme::StandardWebhooks => h("webhook-id").or_else(|| h("svix-id")),
-            Scheme::Zendesk => h("x-zendesk-webhook-invocation-id"),
-            Scheme::HubSignature256 => h("x-github-delivery").or_else(|| h("x-delivery-id")),
-            Scheme::HubspotV3
-            | Scheme::Basic
-            | Scheme::Bearer
-            | Scheme::HeaderKey
-            | Scheme::QueryKey
-            | Scheme::SalesforceOutbound
-            | Scheme::Eventbridge => None,
-        }?;
-        (!id.is_empty() && id.len() <= 200 && id.bytes().all(|b| b.is_ascii_graphic()))
-            .then_some(id)
-    }
-
     /// Whether the scheme needs the full request URI (HubSpot v3 signs it).
     pub fn signs_uri(self) -> bool {
         self == Scheme::HubspotV3
