@@ -193,6 +193,65 @@ async fn one_events_channels_are_delivered_at_once() {
     assert!(apart < Duration::from_millis(1000), "sent {apart:?} apart");
 }
 
+/// A batch's events run at once, each under its own claim; two copies of one event in the
+/// batch run one after the other, so the second is a duplicate.
+#[tokio::test]
+async fn a_batchs_events_are_handled_at_once_and_copies_of_one_in_turn() {
+    let table = create_table().await;
+    let (queue, dlq) = create_queues(6).await;
+    let t = spawn_app_with(Options {
+        env: vec![
+            ("IDEMPOTENCY_TABLE", table),
+            ("PROCESSING_MODE", "queue".to_owned()),
+            ("QUEUE_URL", queue.clone()),
+            ("DEAD_LETTER_QUEUE_URL", dlq),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let mut bodies = Vec::new();
+    for i in 0..3 {
+        let mut body = sample_body();
+        body["id"] = format!("evt_batch_{i}").into();
+        body["invitee"]["email"] = format!("batch{i}@partner.example").into();
+        body["delivery"] = serde_json::json!({"channels": ["webhook"]});
+        bodies.push(body);
+    }
+    for body in bodies.iter().chain(std::iter::once(&bodies[0])) {
+        assert_eq!(t.post(body).await.status, 202);
+    }
+    // Each delivery answers after 1.2 s: one event after another, they would arrive 1.2 s apart.
+    for _ in 0..4 {
+        t.hook
+            .fail_next(devkit::ReceiverFault::Delay(Duration::from_millis(1200)));
+    }
+    let (event, handles) = receive_batch(&queue, 10).await;
+    assert_eq!(handles.len(), 4, "the three events and a copy in one batch");
+    let worker_app = build_app(&t.env).await.unwrap();
+    let response = invite_relay::worker::handle(
+        &worker_app,
+        event,
+        invite_relay::resilience::Deadline::after(Duration::from_secs(10)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        response["batchItemFailures"],
+        serde_json::json!([]),
+        "{response}"
+    );
+    let hook = t.hook.received();
+    assert_eq!(hook.len(), 3, "the copy is a duplicate: nothing sent twice");
+    assert_eq!(t.graph.created().len(), 3);
+    let first = hook.iter().map(|r| r.arrived).min().unwrap();
+    let last = hook.iter().map(|r| r.arrived).max().unwrap();
+    assert!(
+        last - first < Duration::from_millis(1000),
+        "sent {:?} apart",
+        last - first
+    );
+}
+
 /// DynamoDB writes, by operation, in the requests the proxy saw.
 fn writes(proxy: &devkit::FaultProxy) -> Vec<String> {
     proxy
