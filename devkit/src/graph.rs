@@ -44,6 +44,8 @@ use axum::routing::post;
 use base64::Engine;
 use serde_json::{Value, json};
 
+use crate::latency::{Jitter, Latency};
+
 /// A fault to answer the next call with, instead of the normal behaviour.
 #[derive(Debug, Clone)]
 pub enum Fault {
@@ -77,6 +79,19 @@ pub struct InvitationCall {
     /// Answered late on purpose (a `Delay` or `CommitThenStall` fault): the client had most
     /// likely given up, so its outcome was not seen.
     pub late: bool,
+    /// When the emulator took the call up (after any added latency, before any fault's delay).
+    pub at: Instant,
+}
+
+/// Added latency per kind of call ([`GraphEmulator::set_latency`]); none by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GraphLatency {
+    /// `POST /{tenant}/oauth2/v2.0/token`.
+    pub token: Latency,
+    /// `POST /v1.0/invitations`.
+    pub invitation: Latency,
+    /// Every other Graph call (`/v1.0/…`).
+    pub other: Latency,
 }
 
 /// One token request as received (form fields).
@@ -217,6 +232,8 @@ struct Shared {
     settings: GraphSettings,
     base_url: String,
     inner: Mutex<Inner>,
+    latency: Mutex<GraphLatency>,
+    jitter: Jitter,
 }
 
 /// A running emulator on a loopback port.
@@ -239,6 +256,8 @@ impl GraphEmulator {
             }),
             settings,
             base_url: url.clone(),
+            latency: Mutex::default(),
+            jitter: Jitter::default(),
         });
         // Calls about one user (and group removals) share a fault queue.
         let user_routes = Router::new()
@@ -281,6 +300,10 @@ impl GraphEmulator {
             .route("/_devkit/users/{mail}", axum::routing::get(devkit_user))
             .route("/_devkit/users/{mail}/accept", post(devkit_accept))
             .route("/redeem", axum::routing::get(redeem_page))
+            .layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                added_latency,
+            ))
             .with_state(shared.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -294,6 +317,11 @@ impl GraphEmulator {
 
     pub fn settings(&self) -> &GraphSettings {
         &self.shared.settings
+    }
+
+    /// Adds latency to the calls from now on (see [`GraphLatency`]).
+    pub fn set_latency(&self, latency: GraphLatency) {
+        *self.shared.latency.lock().unwrap() = latency;
     }
 
     /// Queues a fault for the next invitation call(s).
@@ -1219,6 +1247,7 @@ async fn invitations(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let at = Instant::now();
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let fault = s.inner.lock().unwrap().invitation_faults.pop_front();
     let (mut stall, mut late) = (None, false);
@@ -1244,11 +1273,36 @@ async fn invitations(
             body: parsed,
             status,
             late,
+            at,
         });
     if let Some(d) = stall {
         tokio::time::sleep(d).await;
     }
     response
+}
+
+/// The latency set for the kind of call, before the call is handled (the emulator's own pages,
+/// `/_devkit/…` and `/redeem`, answer at once).
+async fn added_latency(
+    State(s): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    let latency = {
+        let l = s.latency.lock().unwrap();
+        if path.ends_with("/oauth2/v2.0/token") {
+            l.token
+        } else if path == "/v1.0/invitations" {
+            l.invitation
+        } else if path.starts_with("/v1.0/") {
+            l.other
+        } else {
+            Latency::ZERO
+        }
+    };
+    latency.wait(&s.jitter).await;
+    next.run(request).await
 }
 
 async fn invitation_response(

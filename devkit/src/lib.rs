@@ -5,10 +5,12 @@
 pub mod events;
 pub mod function_url;
 pub mod graph;
+pub mod latency;
 pub mod proxy;
 pub mod receiver;
 pub mod runtime_api;
 
-pub use graph::{DEFAULT_ROLES, Fault, GraphEmulator, GraphSettings};
-pub use proxy::FaultProxy;
+pub use graph::{DEFAULT_ROLES, Fault, GraphEmulator, GraphLatency, GraphSettings};
+pub use latency::{Jitter, Latency};
+pub use proxy::{FaultProxy, ProxiedRequest};
 pub use receiver::{Receiver, ReceiverFault};

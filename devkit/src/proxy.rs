@@ -3,6 +3,10 @@
 //! given prefix can be answered with an error status and an AWS error type instead. Tests use
 //! it to show how the function's AWS calls behave on throttling, 5xx and rejections while the
 //! rest of the traffic reaches the real emulator.
+//!
+//! It can also add latency to every forwarded request ([`FaultProxy::set_latency`], none by
+//! default) and keeps an account of each request ([`FaultProxy::requests`]: operation, sizes,
+//! whether a DynamoDB read asked for `ConsistentRead`) for cost estimates.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -11,6 +15,34 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+
+use crate::latency::{Jitter, Latency};
+
+/// One request as forwarded (or answered with an injected failure).
+#[derive(Debug, Clone)]
+pub struct ProxiedRequest {
+    /// `X-Amz-Target` (e.g. `DynamoDB_20120810.PutItem`, `AmazonSQS.SendMessage`), else the
+    /// query protocol's `Action` form field, else empty.
+    pub operation: String,
+    pub path: String,
+    pub status: u16,
+    /// A JSON body with `"ConsistentRead": true` (a strongly consistent DynamoDB read).
+    pub consistent_read: bool,
+    pub request_bytes: usize,
+    pub response_bytes: usize,
+    /// For an error answer: its AWS error type (`x-amzn-ErrorType`, else the JSON body's
+    /// `__type`), e.g. `…#ConditionalCheckFailedException`; empty otherwise.
+    pub error_type: String,
+    /// `x-amz-user-agent`, else `user-agent` (an AWS SDK names the application there when
+    /// `AWS_SDK_UA_APP_ID` is set: `app/{id}`).
+    pub user_agent: String,
+    /// How long the upstream took to answer (after any added latency and the wait for a
+    /// serial proxy's turn).
+    pub upstream: std::time::Duration,
+    /// The request body of DynamoDB operations (for accounting: which attributes a write
+    /// sets); empty for other services.
+    pub dynamodb_body: String,
+}
 
 /// One injected failure.
 #[derive(Debug, Clone)]
@@ -29,6 +61,11 @@ struct Shared {
     seen: Mutex<Vec<(String, u16)>>,
     /// Held while a request is forwarded, when requests go one at a time.
     serial: Option<tokio::sync::Mutex<()>>,
+    /// Only requests whose `X-Amz-Target` starts with this go one at a time (all when `None`).
+    serial_only: Option<String>,
+    latency: Mutex<Latency>,
+    jitter: Jitter,
+    requests: Mutex<Vec<ProxiedRequest>>,
     /// The operation of every request that names one (`X-Amz-Target`, e.g.
     /// `DynamoDB_20120810.PutItem`), in order.
     operations: Mutex<Vec<String>>,
@@ -53,7 +90,23 @@ impl FaultProxy {
         Self::listen(upstream, true).await
     }
 
+    /// A proxy that forwards one at a time only the requests whose `X-Amz-Target` starts with
+    /// `target_prefix` (e.g. `DynamoDB`), the others at once: an SQS long poll then doesn't
+    /// hold up the table's conditional writes.
+    pub async fn start_serial_only(upstream: &str, target_prefix: &str) -> std::io::Result<Self> {
+        let proxy = Self::listen_with(upstream, true, Some(target_prefix.to_owned())).await?;
+        Ok(proxy)
+    }
+
     async fn listen(upstream: &str, serial: bool) -> std::io::Result<Self> {
+        Self::listen_with(upstream, serial, None).await
+    }
+
+    async fn listen_with(
+        upstream: &str,
+        serial: bool,
+        serial_only: Option<String>,
+    ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let url = format!("http://{}", listener.local_addr()?);
         let shared = Arc::new(Shared {
@@ -62,6 +115,10 @@ impl FaultProxy {
             faults: Mutex::default(),
             seen: Mutex::default(),
             serial: serial.then(tokio::sync::Mutex::default),
+            serial_only,
+            latency: Mutex::default(),
+            jitter: Jitter::default(),
+            requests: Mutex::default(),
             operations: Mutex::default(),
         });
         let app = Router::new().fallback(forward).with_state(shared.clone());
@@ -78,6 +135,17 @@ impl FaultProxy {
             status,
             error_type: error_type.to_owned(),
         });
+    }
+
+    /// Adds latency to every request from now on, before it is forwarded (and before a serial
+    /// proxy's turn is taken, so only the forwarding itself goes one at a time).
+    pub fn set_latency(&self, latency: Latency) {
+        *self.shared.latency.lock().unwrap() = latency;
+    }
+
+    /// Every request so far, in the order answered.
+    pub fn requests(&self) -> Vec<ProxiedRequest> {
+        self.shared.requests.lock().unwrap().clone()
     }
 
     /// The operations requested so far (`X-Amz-Target` values), in order.
@@ -106,9 +174,30 @@ async fn forward(
     body: axum::body::Bytes,
 ) -> Response {
     let path = uri.path().to_owned();
-    if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+    if let Some(target) = target {
         s.operations.lock().unwrap().push(target.to_owned());
     }
+    let mut record = ProxiedRequest {
+        operation: target.map_or_else(|| form_action(&body), str::to_owned),
+        path: path.clone(),
+        status: 0,
+        consistent_read: consistent_read(&body),
+        request_bytes: body.len(),
+        response_bytes: 0,
+        error_type: String::new(),
+        user_agent: ["x-amz-user-agent", "user-agent"]
+            .iter()
+            .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+            .unwrap_or("")
+            .to_owned(),
+        upstream: std::time::Duration::ZERO,
+        dynamodb_body: if target.is_some_and(|t| t.starts_with("DynamoDB")) {
+            String::from_utf8_lossy(&body).into_owned()
+        } else {
+            String::new()
+        },
+    };
     let fault = {
         let mut faults = s.faults.lock().unwrap();
         let i = faults.iter().position(|f| path.starts_with(&f.path_prefix));
@@ -116,6 +205,9 @@ async fn forward(
     };
     if let Some(f) = fault {
         s.seen.lock().unwrap().push((path, f.status));
+        record.status = f.status;
+        record.error_type.clone_from(&f.error_type);
+        s.requests.lock().unwrap().push(record);
         let code = StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::json!({"message": "injected by devkit proxy"}).to_string();
         return (
@@ -128,17 +220,45 @@ async fn forward(
         )
             .into_response();
     }
-    let _one_at_a_time = match &s.serial {
-        Some(m) => Some(m.lock().await),
-        None => None,
+    let latency = *s.latency.lock().unwrap();
+    latency.wait(&s.jitter).await;
+    let one_at_a_time = match (&s.serial, &s.serial_only) {
+        (Some(_), Some(prefix)) => target.is_some_and(|t| t.starts_with(prefix.as_str())),
+        (serial, None) => serial.is_some(),
+        (None, Some(_)) => false,
     };
+    let _turn = match &s.serial {
+        Some(m) if one_at_a_time => Some(m.lock().await),
+        _ => None,
+    };
+    let started = std::time::Instant::now();
+    let (status, out, bytes) = send_upstream(&s, method, &uri, &headers, body).await;
+    record.upstream = started.elapsed();
+    s.seen.lock().unwrap().push((path, status.as_u16()));
+    record.status = status.as_u16();
+    record.response_bytes = bytes.len();
+    if !status.is_success() {
+        record.error_type = error_type(&out, &bytes);
+    }
+    s.requests.lock().unwrap().push(record);
+    (status, out, bytes).into_response()
+}
+
+/// Forwards one request; a failure to reach the upstream is a `502`.
+async fn send_upstream(
+    s: &Shared,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: axum::body::Bytes,
+) -> (StatusCode, HeaderMap, axum::body::Bytes) {
     let target = format!(
         "{}{}",
         s.upstream,
         uri.path_and_query().map_or("/", |p| p.as_str())
     );
     let mut req = s.client.request(method, target).body(body);
-    for (k, v) in &headers {
+    for (k, v) in headers {
         if k != "host" && k != "content-length" {
             req = req.header(k, v);
         }
@@ -146,7 +266,6 @@ async fn forward(
     match req.send().await {
         Ok(resp) => {
             let status = resp.status();
-            s.seen.lock().unwrap().push((path, status.as_u16()));
             let mut out = HeaderMap::new();
             for (k, v) in resp.headers() {
                 if k != "content-length" && k != "transfer-encoding" && k != "connection" {
@@ -154,11 +273,43 @@ async fn forward(
                 }
             }
             let bytes = resp.bytes().await.unwrap_or_default();
-            (status, out, bytes).into_response()
+            (status, out, bytes)
         }
-        Err(_) => {
-            s.seen.lock().unwrap().push((path, 502));
-            StatusCode::BAD_GATEWAY.into_response()
-        }
+        Err(_) => (
+            StatusCode::BAD_GATEWAY,
+            HeaderMap::new(),
+            axum::body::Bytes::new(),
+        ),
     }
+}
+
+fn error_type(headers: &HeaderMap, body: &[u8]) -> String {
+    headers
+        .get("x-amzn-errortype")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| {
+            serde_json::from_slice::<serde_json::Value>(body)
+                .ok()?
+                .get("__type")?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .unwrap_or_default()
+}
+
+/// The query protocol's `Action` (a form body), or empty.
+fn form_action(body: &[u8]) -> String {
+    url::form_urlencoded::parse(body)
+        .find(|(k, _)| k == "Action")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// A JSON request body asking for a strongly consistent read.
+fn consistent_read(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("ConsistentRead").and_then(serde_json::Value::as_bool))
+        .unwrap_or(false)
 }

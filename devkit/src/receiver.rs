@@ -10,6 +10,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
+use crate::latency::{Jitter, Latency};
+
 /// One request as received.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -56,6 +58,9 @@ struct Shared {
     received: Mutex<Vec<Received>>,
     faults: Mutex<VecDeque<ReceiverFault>>,
     printer: Option<Printer>,
+    /// Added before answering every request (none by default).
+    latency: Mutex<Latency>,
+    jitter: Jitter,
 }
 
 /// A running receiver on a loopback port.
@@ -74,6 +79,8 @@ impl Receiver {
             received: Mutex::default(),
             faults: Mutex::default(),
             printer,
+            latency: Mutex::default(),
+            jitter: Jitter::default(),
         });
         let app = Router::new().fallback(receive).with_state(shared.clone());
         tokio::spawn(async move {
@@ -97,6 +104,11 @@ impl Receiver {
     /// Drops every queued fault.
     pub fn clear_faults(&self) {
         self.shared.faults.lock().unwrap().clear();
+    }
+
+    /// Adds latency before answering each request from now on (recorded on arrival first).
+    pub fn set_latency(&self, latency: Latency) {
+        *self.shared.latency.lock().unwrap() = latency;
     }
 
     pub fn fail_next(&self, fault: ReceiverFault) {
@@ -147,6 +159,8 @@ async fn receive(
         p(&r);
     }
     s.received.lock().unwrap().push(r);
+    let latency = *s.latency.lock().unwrap();
+    latency.wait(&s.jitter).await;
     if let Some(d) = stall {
         tokio::time::sleep(d).await;
     }

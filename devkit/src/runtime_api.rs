@@ -38,6 +38,11 @@ struct Runtime {
     first_next: std::sync::Mutex<Option<Instant>>,
     waiting: std::sync::Mutex<HashMap<String, oneshot::Sender<Invoked>>>,
     init_error: std::sync::Mutex<Option<String>>,
+    /// When each invocation in flight was handed out (`/next` answered).
+    handed_out: std::sync::Mutex<HashMap<String, Instant>>,
+    /// Each finished invocation's duration as Lambda bills it: from handing out the event to
+    /// the function's `response` or `error` post.
+    durations: std::sync::Mutex<Vec<Duration>>,
 }
 
 async fn next(State(rt): State<Arc<Runtime>>) -> Response {
@@ -55,6 +60,10 @@ async fn next(State(rt): State<Arc<Runtime>>) -> Response {
         + 30_000;
     let mut h = HeaderMap::new();
     h.insert("lambda-runtime-aws-request-id", inv.id.parse().unwrap());
+    rt.handed_out
+        .lock()
+        .unwrap()
+        .insert(inv.id.clone(), Instant::now());
     h.insert(
         "lambda-runtime-deadline-ms",
         deadline.to_string().parse().unwrap(),
@@ -79,6 +88,9 @@ async fn done(
     Path((id, kind)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
+    if let Some(at) = rt.handed_out.lock().unwrap().remove(&id) {
+        rt.durations.lock().unwrap().push(at.elapsed());
+    }
     if let Some(tx) = rt.waiting.lock().unwrap().remove(&id) {
         let text = String::from_utf8_lossy(&body).into_owned();
         let _ = tx.send(if kind == "response" {
@@ -122,6 +134,8 @@ impl LambdaProcess {
             first_next: std::sync::Mutex::new(None),
             waiting: std::sync::Mutex::new(HashMap::new()),
             init_error: std::sync::Mutex::new(None),
+            handed_out: std::sync::Mutex::default(),
+            durations: std::sync::Mutex::default(),
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -211,6 +225,12 @@ impl LambdaProcess {
             .await
             .map_err(|_| "the function did not answer in time (did it exit?)".to_owned())?
             .map_err(|_| "lost".to_owned())
+    }
+
+    /// The duration of each finished invocation so far, measured at the Runtime API from
+    /// handing out the event to the function posting its response (what Lambda bills).
+    pub fn durations(&self) -> Vec<Duration> {
+        self.runtime.durations.lock().unwrap().clone()
     }
 
     /// Whether the process is still running.
