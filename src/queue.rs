@@ -18,6 +18,10 @@ pub struct QueuedEvent {
     /// deferral sends a delayed copy, whose own receive count starts again).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub earlier_receives: u32,
+    /// The tenant's invitation cell (epoch milliseconds) this copy holds: reserved when the
+    /// worker sent it back, used without another write when it comes back in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell: Option<u64>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -103,7 +107,9 @@ impl Queues {
         for (chunk, part) in messages.chunks(10).enumerate() {
             let mut entries = Vec::with_capacity(part.len());
             for (i, (body, delay)) in part.iter().enumerate() {
-                let secs = i32::try_from(delay.as_secs().clamp(1, 900)).unwrap_or(900);
+                // Rounded up: a copy never comes back before its turn.
+                let secs = delay.as_millis().div_ceil(1000).clamp(1, 900);
+                let secs = i32::try_from(secs).unwrap_or(900);
                 let entry = SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
                     .message_body(body)

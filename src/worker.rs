@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::App;
+use crate::app::{Deferral, Turn};
 use crate::config::Role;
 use crate::metrics;
 use crate::problem::{Disposition, Problem};
@@ -89,25 +90,38 @@ pub async fn handle(app: &App, event: Value, deadline: Deadline) -> Result<Value
     ))
 }
 
-/// Processes the batch's messages (one metrics line each): different events at once, each
-/// under its own claim, and copies of one event one after another. Failures that a later
-/// attempt can fix go back to the queue, others (and retryable ones on their last receive)
-/// are parked on the dead-letter queue with their reason; messages without an invitation slot
-/// are sent again, delayed until their turn.
+/// Processes a batch: the tenant's pace decides which messages run now (their invitation
+/// cells taken for the whole batch in one write) and which go back to the queue delayed until
+/// their reserved cell is due. Those that run go at once, each under its own claim, copies of
+/// one event one after another (one metrics line each). Failures that a later attempt can fix
+/// go back to the queue, others (and retryable ones on their last receive) are parked on the
+/// dead-letter queue with their reason.
 pub async fn handle_sqs(app: &App, batch: SqsEvent, deadline: Deadline) -> BatchResponse {
-    let runs = by_event(batch.records)
-        .into_iter()
-        .map(|copies| async move {
-            let mut out = Vec::with_capacity(copies.len());
-            for (position, record) in copies {
-                let after = app
-                    .metrics()
-                    .measure(Role::Worker, handle_record(app, &record, deadline))
-                    .await;
-                out.push((position, record, after));
-            }
-            out
-        });
+    let held: Vec<Option<u64>> = batch
+        .records
+        .iter()
+        .map(|r| queued(r).and_then(|q| q.cell))
+        .collect();
+    let turns = app.pace_batch(&held).await;
+    let mut now = Vec::new();
+    let mut later = Vec::new();
+    for (record, turn) in batch.records.into_iter().zip(turns) {
+        match turn {
+            Turn::Now(cell) => now.push((record, cell)),
+            Turn::Later { delay, cell } => later.push((record, delay, cell)),
+        }
+    }
+    let runs = by_event(now).into_iter().map(|copies| async move {
+        let mut out = Vec::with_capacity(copies.len());
+        for (position, (record, cell)) in copies {
+            let after = app
+                .metrics()
+                .measure(Role::Worker, handle_record(app, &record, deadline, cell))
+                .await;
+            out.push((position, record, after));
+        }
+        out
+    });
     let mut handled: Vec<_> = futures_util::future::join_all(runs)
         .await
         .into_iter()
@@ -115,15 +129,14 @@ pub async fn handle_sqs(app: &App, batch: SqsEvent, deadline: Deadline) -> Batch
         .collect();
     handled.sort_by_key(|(position, ..)| *position);
     let mut failures = Vec::new();
-    let mut paced = Vec::new();
     for (_, record, after) in handled {
         match after {
             After::Done => {}
             After::Return => failures.push(record.message_id),
-            After::Paced(wait) => paced.push((record, wait)),
+            After::Paced(wait) => later.push((record, wait, None)),
         }
     }
-    failures.extend(defer(app, paced).await);
+    failures.extend(defer(app, later).await);
     BatchResponse {
         batch_item_failures: failures
             .into_iter()
@@ -132,15 +145,21 @@ pub async fn handle_sqs(app: &App, batch: SqsEvent, deadline: Deadline) -> Batch
     }
 }
 
+fn queued(record: &SqsRecord) -> Option<crate::queue::QueuedEvent> {
+    serde_json::from_str(&record.body).ok()
+}
+
+/// A message to run now, with the cell it holds.
+type Runnable = (SqsRecord, Option<u64>);
+/// Copies of one event, each with its position in the batch.
+type Copies = Vec<(usize, Runnable)>;
+
 /// The batch's records grouped by event (source and event id; a body that isn't a queued
 /// event is a group of its own), each with its position in the batch.
-fn by_event(records: Vec<SqsRecord>) -> Vec<Vec<(usize, SqsRecord)>> {
-    type Copies = Vec<(usize, SqsRecord)>;
+fn by_event(records: Vec<Runnable>) -> Vec<Copies> {
     let mut groups: Vec<(Option<(String, String)>, Copies)> = Vec::new();
     for (position, record) in records.into_iter().enumerate() {
-        let key = serde_json::from_str::<crate::queue::QueuedEvent>(&record.body)
-            .ok()
-            .map(|q| (q.source, q.event.event_id));
+        let key = queued(&record.0).map(|q| (q.source, q.event.event_id));
         match groups.iter_mut().find(|(k, _)| key.is_some() && *k == key) {
             Some((_, group)) => group.push((position, record)),
             None => groups.push((key, vec![(position, record)])),
@@ -171,9 +190,14 @@ fn receives(record: &SqsRecord) -> u32 {
 }
 
 /// One message.
-async fn handle_record(app: &App, record: &SqsRecord, deadline: Deadline) -> After {
+async fn handle_record(
+    app: &App,
+    record: &SqsRecord,
+    deadline: Deadline,
+    cell: Option<u64>,
+) -> After {
     let receives = receives(record);
-    match app.on_queued(&record.body, deadline).await {
+    match app.on_queued(&record.body, deadline, cell).await {
         Ok(outcome) => {
             tracing::info!(message_id = %record.message_id, status = outcome.status(), "message processed");
             After::Done
@@ -200,26 +224,23 @@ async fn handle_record(app: &App, record: &SqsRecord, deadline: Deadline) -> Aft
     }
 }
 
-/// Sends delayed copies of the messages that found no invitation slot (their receives so far
-/// carried in them) and lets the originals go; the ids of those that could not be sent (they
-/// return to the queue). The copies come back in groups the tenant's burst admits at once, a
-/// group per burst of slots, so a later invocation invites several at the same time.
-async fn defer(app: &App, paced: Vec<(SqsRecord, std::time::Duration)>) -> Vec<String> {
-    let Some(first) = paced.iter().map(|(_, wait)| *wait).min() else {
+/// Sends delayed copies of the messages whose turn is later (their receives so far and their
+/// cell carried in them) in one `SendMessageBatch`, and lets the originals go; the ids of those
+/// that could not be sent (they return to the queue).
+async fn defer(
+    app: &App,
+    later: Vec<(SqsRecord, std::time::Duration, Option<u64>)>,
+) -> Vec<String> {
+    if later.is_empty() {
         return Vec::new();
-    };
-    let (interval, tolerance) =
-        crate::store::interval_and_tolerance(u64::from(app.config().gate.per_minute.get()));
-    let burst = (1 + tolerance / interval) as usize;
-    let every = std::time::Duration::from_millis(interval * burst as u64);
-    let start = first + std::time::Duration::from_millis(tolerance);
-    let copies: Vec<(&str, u32, std::time::Duration)> = paced
+    }
+    let copies: Vec<Deferral<'_>> = later
         .iter()
-        .enumerate()
-        .map(|(i, (record, _))| {
-            let earlier = receives(record).saturating_sub(1);
-            let group = u32::try_from(i / burst).unwrap_or(u32::MAX);
-            (record.body.as_str(), earlier, start + every * group)
+        .map(|(record, delay, cell)| Deferral {
+            body: &record.body,
+            earlier_receives: receives(record).saturating_sub(1),
+            delay: *delay,
+            cell: *cell,
         })
         .collect();
     let sent = match app.defer_queued(&copies).await {
@@ -230,9 +251,9 @@ async fn defer(app: &App, paced: Vec<(SqsRecord, std::time::Duration)>) -> Vec<S
         }
     };
     let mut returned = Vec::new();
-    for (i, ((record, _), (_, _, delay))) in paced.iter().zip(&copies).enumerate() {
+    for (i, (record, delay, cell)) in later.iter().enumerate() {
         if sent.get(i).copied().unwrap_or(false) {
-            tracing::info!(message_id = %record.message_id, wait_ms = delay.as_millis() as u64, "no invitation slot: message deferred");
+            tracing::info!(message_id = %record.message_id, wait_ms = delay.as_millis() as u64, reserved = cell.is_some(), "invitation slot not due: message deferred");
         } else {
             tracing::warn!(message_id = %record.message_id, "deferring failed; the message returns to the queue");
             returned.push(record.message_id.clone());

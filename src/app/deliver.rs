@@ -65,33 +65,7 @@ impl App {
                 (Some(Err(e)), true) => Err(e.clone()),
                 _ => Ok(msg),
             };
-            let run = &*run;
-            async move {
-                let mut done = false;
-                let sent = match msg {
-                    Ok(msg) => self.deliver_one(run, &name, &msg).await,
-                    Err(e) => Err(e),
-                };
-                match &sent {
-                    Ok(()) => {
-                        tracing::info!(channel = %name, "delivered");
-                        crate::metrics::delivery(&name, true);
-                        let delivery = Delivery {
-                            channel: &name,
-                            invitation: Some((&invitation.id, &invitation.invited_user_id)),
-                            completes,
-                        };
-                        let recorded = self.store.record_delivered(&plan.key, delivery).await;
-                        done = completes && recorded.is_ok();
-                        log_unrecorded(recorded);
-                    }
-                    Err(e) => {
-                        tracing::warn!(channel = %name, error = %e, "delivery failed");
-                        crate::metrics::delivery(&name, false);
-                    }
-                }
-                (name, sent, done)
-            }
+            self.send_and_record(&*run, name, msg, invitation, completes)
         });
         for (name, sent, done) in futures_util::future::join_all(sends).await {
             run.completed |= done;
@@ -113,6 +87,42 @@ impl App {
             ));
         }
         Ok(links_delivered(&run.progress.delivered))
+    }
+
+    /// One channel's delivery, recorded (with the invitation's ids, and the event's completion
+    /// when `completes`) as soon as it succeeds; whether that write completed the event.
+    async fn send_and_record(
+        &self,
+        run: &Run<'_>,
+        name: String,
+        msg: Result<Message<'_>, DeliveryError>,
+        invitation: &crate::domain::Invitation,
+        completes: bool,
+    ) -> (String, Result<(), DeliveryError>, bool) {
+        let sent = match msg {
+            Ok(msg) => self.deliver_one(run, &name, &msg).await,
+            Err(e) => Err(e),
+        };
+        let mut done = false;
+        match &sent {
+            Ok(()) => {
+                tracing::info!(channel = %name, "delivered");
+                crate::metrics::delivery(&name, true);
+                let delivery = Delivery {
+                    channel: &name,
+                    invitation: Some((&invitation.id, &invitation.invited_user_id)),
+                    completes,
+                };
+                let recorded = self.store.record_delivered(&run.plan.key, delivery).await;
+                done = completes && recorded.is_ok();
+                log_unrecorded(recorded);
+            }
+            Err(e) => {
+                tracing::warn!(channel = %name, error = %e, "delivery failed");
+                crate::metrics::delivery(&name, false);
+            }
+        }
+        (name, sent, done)
     }
 
     /// One channel, retried within the deadline.

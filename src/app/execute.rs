@@ -33,6 +33,8 @@ pub(crate) struct Run<'a> {
     pub delivery_is_last: bool,
     /// The event's completion is recorded (by that write).
     pub completed: bool,
+    /// The tenant's invitation cell reserved for this message (queue mode), if any.
+    pub cell: Option<u64>,
 }
 
 /// Seconds since the epoch, for records.
@@ -63,6 +65,17 @@ impl App {
         keys: &Arc<Keyring>,
         deadline: Deadline,
     ) -> Result<Outcome, Problem> {
+        self.execute_in(plan, keys, deadline, None).await
+    }
+
+    /// [`App::execute`] for a queued message holding the tenant's invitation `cell`.
+    pub(crate) async fn execute_in(
+        &self,
+        plan: &Plan,
+        keys: &Arc<Keyring>,
+        deadline: Deadline,
+        cell: Option<u64>,
+    ) -> Result<Outcome, Problem> {
         let lock_for = deadline.remaining() + ANSWER_MARGIN;
         let progress = match self
             .store
@@ -87,6 +100,7 @@ impl App {
             known: None,
             delivery_is_last: false,
             completed: false,
+            cell,
         };
         // Boxed: the steps' futures nest deeply, and one allocation per event keeps the
         // function's state machine within the compiler's layout depth in release builds.

@@ -15,6 +15,16 @@ use crate::problem::{Problem, ProblemKind};
 use crate::queue::{QueueError, QueuedEvent};
 use crate::resilience::Deadline;
 
+/// A queued message to send again later.
+pub struct Deferral<'a> {
+    pub body: &'a str,
+    /// Receives of this message and its earlier copies, less this one's.
+    pub earlier_receives: u32,
+    pub delay: std::time::Duration,
+    /// The tenant's invitation cell it holds.
+    pub cell: Option<u64>,
+}
+
 /// What an event would come to ([`App::rehearse`]).
 pub(crate) enum Rehearsal {
     /// Nothing would be done: the filter ignores it, or it completed before (a duplicate).
@@ -157,6 +167,7 @@ impl App {
             source: source.name.clone(),
             event,
             earlier_receives: 0,
+            cell: None,
         };
         self.queues.enqueue(&queued).await.map_err(|e| {
             tracing::error!(error = %e, "enqueue failed");
@@ -173,7 +184,12 @@ impl App {
     ///
     /// # Errors
     /// The [`Problem`] that stopped the event.
-    pub async fn on_queued(&self, body: &str, deadline: Deadline) -> Result<Outcome, Problem> {
+    pub async fn on_queued(
+        &self,
+        body: &str,
+        deadline: Deadline,
+        cell: Option<u64>,
+    ) -> Result<Outcome, Problem> {
         let q: QueuedEvent = serde_json::from_str(body).map_err(|_| {
             Problem::new(
                 ProblemKind::Malformed,
@@ -190,7 +206,7 @@ impl App {
         let keys = self.secrets.get().await.map_err(secret_unavailable)?;
         async {
             let plan = self.plan(source, &q.event, &keys)?;
-            self.execute(&plan, &keys, deadline).await
+            self.execute_in(&plan, &keys, deadline, cell).await
         }
         .instrument(event_span(&source.name, &keys, &q.event.event_id))
         .await
@@ -230,20 +246,24 @@ impl App {
         .await
     }
 
-    /// Sends delayed copies of queued messages (each carrying its receives so far), in as few
-    /// requests as SQS allows; whether each was sent.
+    /// Sends delayed copies of queued messages (each carrying its receives so far and the cell
+    /// it holds), in as few requests as SQS allows; whether each was sent.
     ///
     /// # Errors
     /// [`QueueError`] when the queue is not configured.
-    pub async fn defer_queued(
-        &self,
-        messages: &[(&str, u32, std::time::Duration)],
-    ) -> Result<Vec<bool>, QueueError> {
+    pub async fn defer_queued(&self, messages: &[Deferral<'_>]) -> Result<Vec<bool>, QueueError> {
         let mut copies = Vec::with_capacity(messages.len());
-        for (body, earlier_receives, delay) in messages {
+        for Deferral {
+            body,
+            earlier_receives,
+            delay,
+            cell,
+        } in messages
+        {
             let mut q: QueuedEvent = serde_json::from_str(body)
                 .map_err(|_| QueueError("the message is not a queued event".into()))?;
             q.earlier_receives = *earlier_receives;
+            q.cell = *cell;
             let body =
                 serde_json::to_string(&q).map_err(|_| QueueError("serialisation failed".into()))?;
             copies.push((body, *delay));

@@ -204,7 +204,7 @@ impl App {
         }
         let graph_mail = graph_mail(run).map(|c| c.name.clone());
         let invitation = self
-            .create(&run.keys, run.deadline, request)
+            .create(&run.keys, run.deadline, request, run.cell)
             .await
             .map_err(invite_problem)?;
         // The ids are recorded with the first delivery (or the completion): before a channel
@@ -224,13 +224,15 @@ impl App {
         Ok(Invited::Fresh(invitation))
     }
 
-    /// `POST /invitations` under the pacing gate, retrying throttling and transient failures
-    /// within the deadline; a refused credential re-reads the secret once (rotation).
+    /// `POST /invitations` under the pacing gate (with the tenant's cell reserved for this
+    /// message, if any), retrying throttling and transient failures within the deadline; a
+    /// refused credential re-reads the secret once (rotation).
     pub(crate) async fn create(
         &self,
         keys: &Arc<Keyring>,
         deadline: Deadline,
         request: &InvitationRequest,
+        cell: Option<u64>,
     ) -> Result<Invitation, InviteError> {
         let attempt = || async {
             if !deadline.has_room_for(self.config.outbound.timeout) {
@@ -239,7 +241,7 @@ impl App {
                     reason: "not enough time left in this invocation",
                 }));
             }
-            self.admit_invitation(deadline)
+            self.admit_invitation(deadline, cell)
                 .await
                 .map_err(InviteError::Paused)?;
             let timeout = GraphError::Unavailable {

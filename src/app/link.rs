@@ -250,7 +250,7 @@ impl App {
         let Some(request) = reinvitation(sealed, &record.redirect) else {
             return self.page(410, &Page::Gone, language);
         };
-        let invitation = match self.create(keys, deadline, &request).await {
+        let invitation = match self.create(keys, deadline, &request, None).await {
             Ok(i) => i,
             Err(e) => {
                 let p = super::errors::invite_problem(e);

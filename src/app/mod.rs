@@ -40,6 +40,7 @@ mod webhook;
 use std::time::Duration;
 
 pub use follow_up::{FOLLOW_UP_SOURCE, FollowUp, FollowUpAction};
+pub use intake::Deferral;
 pub(crate) use intake::Rehearsal;
 pub use keyring::{Keyring, SourceKeys, graph_credential, key_checks};
 pub use link::LinkTarget;
@@ -47,6 +48,7 @@ pub use outcome::{
     ExistsBecause, GroupOutcome, GroupStatus, OffboardAction, Outcome, ProfileOutcome,
     ProfileStatus,
 };
+pub use pace::Turn;
 pub use startup::InitError;
 pub use status::{EventReport, GuestReport, RelayReport, StatusReport};
 pub use sweep::SweepAction;

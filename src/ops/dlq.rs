@@ -261,6 +261,7 @@ fn queued_body(config: &Config, body: &str) -> Result<String, String> {
             source: source.name.clone(),
             event: *event,
             earlier_receives: 0,
+            cell: None,
         })
         .map_err(|e| e.to_string()),
         Interpretation::Ignored { .. } => Err("the source's filter ignores this event".into()),

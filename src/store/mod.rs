@@ -15,7 +15,7 @@ use std::time::Duration;
 pub use dynamo::{DynamoStore, TRACKING_INDEX};
 pub use links::{LinkRecord, LinkState};
 pub use memory::MemoryStore;
-pub use pace::{Slot, interval_and_tolerance};
+pub use pace::{Cells, LATE_GRACE_MS, Slot, interval_and_tolerance};
 
 /// Now, in epoch milliseconds.
 pub fn epoch_millis() -> u64 {

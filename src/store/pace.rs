@@ -44,18 +44,30 @@ fn number(item: &std::collections::HashMap<String, AttributeValue>, k: &str) -> 
         .unwrap_or(0)
 }
 
+/// How late a reserved slot may still be used (milliseconds) — SQS's whole-second delays and the
+/// poller's pickup; later, the reservation is void and a fresh slot is taken.
+pub const LATE_GRACE_MS: u64 = 2_000;
+
 /// The interval between invitations and the burst tolerance (milliseconds) for `per_minute`
 /// invitations a minute: bursts of a tenth of the rate, and an interval long enough that a
-/// burst plus the steady pace stay within the rate over any 60 seconds (GCRA admits at most
-/// `1 + (window + tolerance) / interval` in a window).
+/// burst plus the steady pace stay within the rate over any 60 seconds. An invitation happens
+/// between its cell's time less the tolerance and [`LATE_GRACE_MS`] after it, so a window of
+/// 60 s holds the cells of a span of `60 s + tolerance + grace`, at most
+/// `1 + (span - 1) / interval` of them.
 pub fn interval_and_tolerance(per_minute: u64) -> (u64, u64) {
     let per_minute = per_minute.max(1);
     let burst = (per_minute / 10).max(1);
-    if burst == 1 {
-        return (60_000u64.div_ceil(per_minute), 0);
-    }
-    let interval = 60_000u64.div_ceil(per_minute - burst);
+    // floor((59_999 + grace) / interval) + burst - 1 <= per_minute - 1
+    let interval = (59_999 + LATE_GRACE_MS) / (per_minute - burst + 1) + 1;
     (interval, (burst - 1) * interval)
+}
+
+/// A run of consecutive cells taken in one write: `first`, `first + interval`, … (`count` of
+/// them), or the tenant-wide breaker, open until `until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cells {
+    Taken { first: u64, count: u64 },
+    Breaker { until: u64 },
 }
 
 impl DynamoStore {
@@ -102,6 +114,69 @@ impl DynamoStore {
             ms: interval_ms,
             breaker: false,
         })
+    }
+
+    /// Takes up to `n` consecutive cells in one conditional write — those due now and those
+    /// due within `horizon_ms`, reserved for messages that come back when theirs is due — or
+    /// reports the breaker. `count` may be below `n` (0: none within the horizon).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the table can't be written.
+    pub async fn take_cells(
+        &self,
+        n: u64,
+        interval_ms: u64,
+        tolerance_ms: u64,
+        horizon_ms: u64,
+    ) -> Result<Cells, StoreError> {
+        let mut guess = self.last_tat.load(Ordering::Relaxed);
+        for _ in 0..4 {
+            let now_ms = now().as_millis() as u64;
+            let expected = (guess > now_ms).then_some(guess);
+            let first = expected.unwrap_or(now_ms);
+            let reach = now_ms + tolerance_ms + horizon_ms;
+            let fit = if first > reach {
+                0
+            } else {
+                (reach - first) / interval_ms + 1
+            };
+            let count = n.min(fit);
+            if count == 0 {
+                return Ok(Cells::Taken { first, count });
+            }
+            let next = first + count * interval_ms;
+            let Some(old) = self.set_tat(now_ms, expected, next).await? else {
+                self.last_tat.store(next, Ordering::Relaxed);
+                return Ok(Cells::Taken { first, count });
+            };
+            let open_until = number(&old, "open_until");
+            if open_until > now_ms {
+                return Ok(Cells::Breaker { until: open_until });
+            }
+            guess = number(&old, "tat");
+            self.last_tat.store(guess, Ordering::Relaxed);
+        }
+        // Contended: other containers moved the pace each time; nothing taken.
+        let first = self.last_tat.load(Ordering::Relaxed);
+        Ok(Cells::Taken { first, count: 0 })
+    }
+
+    /// When the tenant-wide breaker is open, until when (epoch milliseconds); one eventually
+    /// consistent read.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the table can't be read.
+    pub async fn breaker_open_until(&self) -> Result<Option<u64>, StoreError> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .key("id", s(PACE_ID))
+            .send()
+            .await
+            .map_err(|e| store_err("GetItem", &e))?;
+        let until = out.item().map_or(0, |i| number(i, "open_until"));
+        Ok((until > now().as_millis() as u64).then_some(until))
     }
 
     /// Sets `tat` to `next` if it is `expected` (or, without one, absent or not after now) and
@@ -170,20 +245,23 @@ impl DynamoStore {
 mod tests {
     use super::interval_and_tolerance;
 
-    /// GCRA admits at most `1 + (window + tolerance) / interval` in a window: never more than
-    /// the rate in 60 s, for every rate the setting allows.
+    /// An invitation happens within `[cell - tolerance, cell + grace]`, and cells are at least
+    /// an interval apart: never more than the rate in 60 s, for every rate the setting allows.
     #[test]
     fn no_minute_admits_more_than_the_rate() {
         for rate in 1..=6000u64 {
             let (interval, tolerance) = interval_and_tolerance(rate);
-            let most = if tolerance == 0 {
-                // A half-open minute: the slot at exactly +60 s belongs to the next one.
-                59_999 / interval + 1
-            } else {
-                1 + (59_999 + tolerance) / interval
-            };
+            let span = 60_000 + tolerance + super::LATE_GRACE_MS;
+            let most = 1 + (span - 1) / interval;
             assert!(most <= rate, "rate {rate}: {most} in a minute");
+            // And not far below it: the steady pace is at least 80 % of the rate from 30 on.
+            if rate >= 30 {
+                assert!(
+                    60_000 / interval * 100 >= rate * 80,
+                    "rate {rate}: {interval} ms"
+                );
+            }
         }
-        assert_eq!(interval_and_tolerance(30), (2223, 4446));
+        assert_eq!(interval_and_tolerance(30), (2215, 4430));
     }
 }

@@ -252,6 +252,80 @@ async fn a_batchs_events_are_handled_at_once_and_copies_of_one_in_turn() {
     );
 }
 
+/// Writes to the tenant's pace item, in the requests the proxy saw.
+fn pace_writes(proxy: &devkit::FaultProxy) -> usize {
+    proxy
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.operation.ends_with("UpdateItem") && r.dynamodb_body.contains("pace#invitations")
+        })
+        .count()
+}
+
+/// A batch takes its cells in one write; the messages whose cell isn't due go back holding it,
+/// together, and when they come back they invite without taking another slot.
+#[tokio::test]
+async fn deferred_messages_hold_their_cells_and_come_back_together() {
+    let proxy = devkit::FaultProxy::start(&aws_endpoint()).await.unwrap();
+    let table = create_table().await;
+    let (queue, dlq) = create_queues(6).await;
+    let t = spawn_app_with(Options {
+        env: vec![
+            ("IDEMPOTENCY_TABLE", table),
+            ("PROCESSING_MODE", "queue".to_owned()),
+            ("QUEUE_URL", queue.clone()),
+            ("DEAD_LETTER_QUEUE_URL", dlq),
+            // 1.128 s apart, bursts of 6 (interval_and_tolerance(60)).
+            ("INVITE_RATE_PER_MINUTE", "60".to_owned()),
+        ],
+        aws_endpoint: Some(proxy.url.clone()),
+        ..Options::default()
+    })
+    .await;
+    for i in 0..10 {
+        let id = format!("evt_cell_{i}");
+        let email = format!("cell{i}@partner.example");
+        assert_eq!(t.post(&event(&id, &email)).await.status, 202);
+    }
+    let worker = build_app_at(&t.env, Some(&proxy.url)).await.unwrap();
+    let (batch, handles) = receive_batch(&queue, 10).await;
+    assert_eq!(handles.len(), 10);
+    let before = pace_writes(&proxy);
+    let response =
+        invite_relay::worker::handle(&worker, batch, Deadline::after(Duration::from_secs(20)))
+            .await
+            .unwrap();
+    assert_eq!(response, json!({"batchItemFailures": []}));
+    delete_succeeded(&queue, &handles, &response).await;
+    assert_eq!(pace_writes(&proxy) - before, 1, "ten cells in one write");
+    assert_eq!(t.graph.invitation_calls().len(), 6, "a burst's worth now");
+
+    // The other four come back together once their group is due (about 7 s).
+    let mut back = (json!(null), Vec::new());
+    for _ in 0..40 {
+        back = receive_batch(&queue, 10).await;
+        if !back.1.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        back.1.len(),
+        4,
+        "the deferred copies come back as one group"
+    );
+    let before = pace_writes(&proxy);
+    let response =
+        invite_relay::worker::handle(&worker, back.0, Deadline::after(Duration::from_secs(20)))
+            .await
+            .unwrap();
+    assert_eq!(response, json!({"batchItemFailures": []}));
+    assert_eq!(pace_writes(&proxy), before, "their cells were paid for");
+    assert_eq!(t.graph.invitation_calls().len(), 10);
+    assert_eq!(t.hook.delivered().len(), 10);
+}
+
 /// DynamoDB writes, by operation, in the requests the proxy saw.
 fn writes(proxy: &devkit::FaultProxy) -> Vec<String> {
     proxy
