@@ -39,6 +39,9 @@ pub struct ProxiedRequest {
     /// How long the upstream took to answer (after any added latency and the wait for a
     /// serial proxy's turn).
     pub upstream: std::time::Duration,
+    /// When the proxy began to forward it (after a serial proxy's turn, before any added
+    /// latency): two requests whose spans overlap were in flight at once.
+    pub started: std::time::Instant,
     /// The request body of DynamoDB operations (for accounting: which attributes a write
     /// sets); empty for other services.
     pub dynamodb_body: String,
@@ -192,6 +195,7 @@ async fn forward(
             .unwrap_or("")
             .to_owned(),
         upstream: std::time::Duration::ZERO,
+        started: std::time::Instant::now(),
         dynamodb_body: if target.is_some_and(|t| t.starts_with("DynamoDB")) {
             String::from_utf8_lossy(&body).into_owned()
         } else {
@@ -232,6 +236,7 @@ async fn forward(
         _ => None,
     };
     let started = std::time::Instant::now();
+    record.started = started;
     let (status, out, bytes) = send_upstream(&s, method, &uri, &headers, body).await;
     record.upstream = started.elapsed();
     s.seen.lock().unwrap().push((path, status.as_u16()));

@@ -120,6 +120,8 @@ impl App {
             Cells::Taken { first, count } => (first, count),
         };
         let burst = 1 + tolerance / interval;
+        // The write's own clock may be past `now` (a slow answer): a cell it made due is due.
+        let now = now.max(epoch_millis());
         for (k, i) in needing.into_iter().enumerate() {
             let k = k as u64;
             turns[i] = Some(if k >= count {

@@ -5,24 +5,34 @@
 //! Pacing is GCRA (the generic cell rate algorithm, as `governor` implements it in memory):
 //! `tat` is the theoretical arrival time (epoch milliseconds) of the next invitation, and one
 //! may start when `tat` is at most `tolerance` ahead of now; it then moves `tat` on by the
-//! interval. Taking a slot is a conditional update — no read, no lock, no sleep: `tat` ≤ now
-//! sets it to now plus the interval; within the tolerance, `tat` plus the interval if `tat` is
-//! still the one this container last saw. One write when the guess holds; a refused update
-//! returns the item as it was (`ReturnValuesOnConditionCheckFailure`), which says how long to
-//! wait or what to try next (a second write, when another container moved the pace). [`interval_and_tolerance`] chooses both so that no 60-second window admits more than
-//! the configured rate, bursts included.
+//! interval. Taking a slot is a conditional update — no read, no lock, no sleep: an idle pace
+//! (`tat` ≤ now) is set to now plus the interval; a pace ahead of now is moved on by the
+//! interval (`SET tat = tat + :span`, on condition that it is still within the tolerance), so
+//! containers racing for slots each take their own in one write without knowing the exact value
+//! (`ReturnValues` says which cells were theirs). A refused update returns the item as it was
+//! (`ReturnValuesOnConditionCheckFailure`), which says how long to wait or what to try next.
+//! [`interval_and_tolerance`] chooses the interval and tolerance so that no 60-second window
+//! admits more than the configured rate, bursts included.
 //!
 //! The breaker is `open_until` (epoch milliseconds) on the same item, checked by the same
 //! update: when any container opens it, every container's next slot is refused until then.
 
 use std::sync::atomic::Ordering;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::StoreError;
 use super::dynamo::{DynamoStore, n, now, s, store_err, unless_condition_failed};
 
 const PACE_ID: &str = "pace#invitations";
+/// The breaker is closed (a condition of every slot taken).
+const CLOSED: &str = "(attribute_not_exists(open_until) OR open_until <= :now)";
+
+type Item = std::collections::HashMap<String, AttributeValue>;
 /// The item lives as long as it's used (TTL on `expiration`), a week past its last write.
 const KEEP_SECS: u64 = 7 * 24 * 3600;
 
@@ -62,6 +72,23 @@ pub fn interval_and_tolerance(per_minute: u64) -> (u64, u64) {
     (interval, (burst - 1) * interval)
 }
 
+/// A write to the pace: done (the pace as it now is), or refused by its condition (the item as
+/// it was, which says why).
+enum Moved {
+    To(u64),
+    Refused(Item),
+}
+
+/// The item as it was when a condition refused the write; any other failure as an error.
+fn refused(e: SdkError<UpdateItemError, HttpResponse>) -> Result<Item, StoreError> {
+    match e.as_service_error() {
+        Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+            Ok(c.item().cloned().unwrap_or_default())
+        }
+        _ => Err(store_err("UpdateItem", &e)),
+    }
+}
+
 /// A run of consecutive cells taken in one write: `first`, `first + interval`, … (`count` of
 /// them), or the tenant-wide breaker, open until `until`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,20 +103,30 @@ impl DynamoStore {
     /// # Errors
     /// [`StoreError`] when the table can't be written.
     pub async fn take_slot(&self, interval_ms: u64, tolerance_ms: u64) -> Result<Slot, StoreError> {
-        // The pace as last seen here: within the tolerance, the likely `tat` to move on.
-        let mut guess = Some(self.last_tat.load(Ordering::Relaxed));
+        // The pace as last seen here: ahead of now, a slot is taken by moving it on, whatever
+        // other containers made of it in the meantime; idle, by setting it.
+        let mut guess = self.last_tat.load(Ordering::Relaxed);
         for _ in 0..3 {
             let now_ms = now().as_millis() as u64;
-            let expected = guess
-                .take()
-                .filter(|t| *t > now_ms && *t - now_ms <= tolerance_ms);
-            let next = expected.unwrap_or(now_ms) + interval_ms;
-            let old = match self.set_tat(now_ms, expected, next).await? {
-                None => {
+            let moved = if guess > now_ms {
+                if guess - now_ms > tolerance_ms {
+                    return Ok(Slot::Wait {
+                        ms: guess - now_ms - tolerance_ms,
+                        breaker: false,
+                    });
+                }
+                self.move_tat(now_ms, interval_ms, now_ms + tolerance_ms)
+                    .await?
+            } else {
+                let next = now_ms + interval_ms;
+                self.set_tat(now_ms, next).await?
+            };
+            let old = match moved {
+                Moved::To(next) => {
                     self.last_tat.store(next, Ordering::Relaxed);
                     return Ok(Slot::Taken);
                 }
-                Some(old) => old,
+                Moved::Refused(old) => old,
             };
             let open_until = number(&old, "open_until");
             if open_until > now_ms {
@@ -98,18 +135,10 @@ impl DynamoStore {
                     breaker: true,
                 });
             }
-            let tat = number(&old, "tat");
-            self.last_tat.store(tat, Ordering::Relaxed);
-            if tat > now_ms && tat - now_ms > tolerance_ms {
-                return Ok(Slot::Wait {
-                    ms: tat - now_ms - tolerance_ms,
-                    breaker: false,
-                });
-            }
-            // Free now (`tat` within the tolerance, or past): try again with what was read.
-            guess = Some(tat);
+            guess = number(&old, "tat");
+            self.last_tat.store(guess, Ordering::Relaxed);
         }
-        // Contended: another container took each slot first.
+        // Contended: the pace moved between each read and write.
         Ok(Slot::Wait {
             ms: interval_ms,
             breaker: false,
@@ -132,8 +161,8 @@ impl DynamoStore {
         let mut guess = self.last_tat.load(Ordering::Relaxed);
         for _ in 0..4 {
             let now_ms = now().as_millis() as u64;
-            let expected = (guess > now_ms).then_some(guess);
-            let first = expected.unwrap_or(now_ms);
+            let ahead = guess > now_ms;
+            let first = if ahead { guess } else { now_ms };
             let reach = now_ms + tolerance_ms + horizon_ms;
             let fit = if first > reach {
                 0
@@ -144,10 +173,23 @@ impl DynamoStore {
             if count == 0 {
                 return Ok(Cells::Taken { first, count });
             }
-            let next = first + count * interval_ms;
-            let Some(old) = self.set_tat(now_ms, expected, next).await? else {
-                self.last_tat.store(next, Ordering::Relaxed);
-                return Ok(Cells::Taken { first, count });
+            let span = count * interval_ms;
+            let moved = if ahead {
+                // Whatever `tat` is now, as long as all `count` cells still fit.
+                self.move_tat(now_ms, span, reach - (count - 1) * interval_ms)
+                    .await?
+            } else {
+                self.set_tat(now_ms, now_ms + span).await?
+            };
+            let old = match moved {
+                Moved::To(next) => {
+                    self.last_tat.store(next, Ordering::Relaxed);
+                    return Ok(Cells::Taken {
+                        first: next.saturating_sub(span),
+                        count,
+                    });
+                }
+                Moved::Refused(old) => old,
             };
             let open_until = number(&old, "open_until");
             if open_until > now_ms {
@@ -156,7 +198,7 @@ impl DynamoStore {
             guess = number(&old, "tat");
             self.last_tat.store(guess, Ordering::Relaxed);
         }
-        // Contended: other containers moved the pace each time; nothing taken.
+        // Contended: the pace moved between each read and write; nothing taken.
         let first = self.last_tat.load(Ordering::Relaxed);
         Ok(Cells::Taken { first, count: 0 })
     }
@@ -179,45 +221,52 @@ impl DynamoStore {
         Ok((until > now().as_millis() as u64).then_some(until))
     }
 
-    /// Sets `tat` to `next` if it is `expected` (or, without one, absent or not after now) and
-    /// the breaker is closed; answers the item as it was when refused.
-    async fn set_tat(
-        &self,
-        now_ms: u64,
-        expected: Option<u64>,
-        next: u64,
-    ) -> Result<Option<std::collections::HashMap<String, AttributeValue>>, StoreError> {
-        let closed = "(attribute_not_exists(open_until) OR open_until <= :now)";
-        let mut update = self
-            .client()
+    /// An idle pace (`tat` absent or not after now) set to `next`, if the breaker is closed.
+    async fn set_tat(&self, now_ms: u64, next: u64) -> Result<Moved, StoreError> {
+        let update = self
+            .pace_update(now_ms)
+            .update_expression("SET tat = :next, expiration = :exp")
+            .condition_expression(format!(
+                "(attribute_not_exists(tat) OR tat <= :now) AND {CLOSED}"
+            ))
+            .expression_attribute_values(":next", n(next));
+        Ok(match update.send().await {
+            Ok(_) => Moved::To(next),
+            Err(e) => Moved::Refused(refused(e)?),
+        })
+    }
+
+    /// A pace ahead of now moved on by `span`, if it is at most `limit` and the breaker is
+    /// closed: no exact value to match, so racing containers each take their own cells in one
+    /// write.
+    async fn move_tat(&self, now_ms: u64, span: u64, limit: u64) -> Result<Moved, StoreError> {
+        let update = self
+            .pace_update(now_ms)
+            .update_expression("SET tat = tat + :span, expiration = :exp")
+            .condition_expression(format!("tat > :now AND tat <= :limit AND {CLOSED}"))
+            .expression_attribute_values(":span", n(span))
+            .expression_attribute_values(":limit", n(limit))
+            .return_values(ReturnValue::UpdatedNew);
+        Ok(match update.send().await {
+            Ok(out) => match out.attributes() {
+                Some(a) if a.contains_key("tat") => Moved::To(number(a, "tat")),
+                _ => {
+                    let missing = "DynamoDB UpdateItem answered without the pace it wrote";
+                    return Err(StoreError(missing.to_owned()));
+                }
+            },
+            Err(e) => Moved::Refused(refused(e)?),
+        })
+    }
+
+    fn pace_update(&self, now_ms: u64) -> UpdateItemFluentBuilder {
+        self.client()
             .update_item()
             .table_name(self.table())
             .key("id", s(PACE_ID))
-            .update_expression("SET tat = :next, expiration = :exp")
             .expression_attribute_values(":now", n(now_ms))
-            .expression_attribute_values(":next", n(next))
             .expression_attribute_values(":exp", n(now_ms / 1000 + KEEP_SECS))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        update = match expected {
-            None => update.condition_expression(format!(
-                "(attribute_not_exists(tat) OR tat <= :now) AND {closed}"
-            )),
-            Some(tat) => update
-                .condition_expression(format!("tat = :old AND {closed}"))
-                .expression_attribute_values(":old", n(tat)),
-        };
-        match update.send().await {
-            Ok(_) => Ok(None),
-            Err(e) => {
-                use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-                match e.as_service_error() {
-                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
-                        Ok(Some(c.item().cloned().unwrap_or_default()))
-                    }
-                    _ => Err(store_err("UpdateItem", &e)),
-                }
-            }
-        }
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
     }
 
     /// Opens the tenant-wide breaker until `until_ms` (epoch milliseconds), or keeps a later

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use invite_relay::resilience::Deadline;
-use invite_relay::store::{DynamoStore, Slot, interval_and_tolerance};
+use invite_relay::store::{Cells, DynamoStore, Slot, interval_and_tolerance};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -32,22 +32,25 @@ async fn three_racing_workers_never_take_more_slots_than_the_rate() {
     let (interval, tolerance) = interval_and_tolerance(rate);
     let start = Instant::now();
     let run_for = Duration::from_secs(4);
-    let workers = (0..3).map(|_| {
-        let store = DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
-            table.clone(),
-            Duration::from_secs(3600),
-        );
-        tokio::spawn(async move {
-            let mut taken = Vec::new();
-            while start.elapsed() < run_for {
-                if store.take_slot(interval, tolerance).await.unwrap() == Slot::Taken {
-                    taken.push(start.elapsed());
+    // Spawned all at once (collected), so the three really race.
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let store = DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                table.clone(),
+                Duration::from_secs(3600),
+            );
+            tokio::spawn(async move {
+                let mut taken = Vec::new();
+                while start.elapsed() < run_for {
+                    if store.take_slot(interval, tolerance).await.unwrap() == Slot::Taken {
+                        taken.push(start.elapsed());
+                    }
                 }
-            }
-            taken
+                taken
+            })
         })
-    });
+        .collect();
     let mut taken: Vec<Duration> = Vec::new();
     for w in workers {
         taken.extend(w.await.unwrap());
@@ -76,6 +79,84 @@ async fn three_racing_workers_never_take_more_slots_than_the_rate() {
             "{pair:?}"
         );
     }
+}
+
+/// Workers racing for a busy pace each take their own run of cells in one write: no cell is
+/// shared, runs are an interval apart, and once a worker has seen the pace ahead of now none of
+/// its writes is refused for a value another worker moved on in the meantime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn racing_workers_take_their_own_cells_in_one_write_each() {
+    let table = create_table().await;
+    let proxy = devkit::FaultProxy::start_serial(&aws_endpoint())
+        .await
+        .unwrap();
+    let sdk = sdk_config()
+        .await
+        .into_builder()
+        .endpoint_url(&proxy.url)
+        .build();
+    let (interval, tolerance) = interval_and_tolerance(30);
+    let horizon = 880_000;
+    let stores: Vec<DynamoStore> = (0..3)
+        .map(|_| {
+            let client = aws_sdk_dynamodb::Client::new(&sdk);
+            DynamoStore::new(client, table.clone(), Duration::from_secs(3600))
+        })
+        .collect();
+    // The pace is busy: its next cell is ahead of now.
+    let head = stores[0]
+        .take_cells(3, interval, tolerance, horizon)
+        .await
+        .unwrap();
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(3));
+    let workers: Vec<_> = stores
+        .into_iter()
+        .map(|store| {
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let mut runs = Vec::new();
+                for _ in 0..4 {
+                    match store.take_cells(5, interval, tolerance, horizon).await {
+                        Ok(Cells::Taken { first, count }) => runs.push((first, count)),
+                        other => panic!("{other:?}"),
+                    }
+                }
+                runs
+            })
+        })
+        .collect();
+    let mut runs = vec![match head {
+        Cells::Taken { first, count } => (first, count),
+        other => panic!("{other:?}"),
+    }];
+    for w in workers {
+        runs.extend(w.await.unwrap());
+    }
+    let mut cells: Vec<u64> = runs
+        .iter()
+        .flat_map(|&(first, count)| (0..count).map(move |i| first + i * interval))
+        .collect();
+    cells.sort_unstable();
+    assert_eq!(
+        cells.len(),
+        3 + 3 * 4 * 5,
+        "every request got all its cells: {runs:?}"
+    );
+    for pair in cells.windows(2) {
+        assert!(
+            pair[1] >= pair[0] + interval,
+            "cells {pair:?} crowd each other"
+        );
+    }
+    let refused = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.dynamodb_body.contains("pace#invitations"))
+        .filter(|r| r.error_type.contains("ConditionalCheckFailed"))
+        .count();
+    // At most one per worker that had not yet seen the pace (it tries an idle one first).
+    assert!(refused <= 2, "{refused} pace writes refused");
 }
 
 #[tokio::test]
@@ -261,6 +342,56 @@ fn pace_writes(proxy: &devkit::FaultProxy) -> usize {
             r.operation.ends_with("UpdateItem") && r.dynamodb_body.contains("pace#invitations")
         })
         .count()
+}
+
+/// Queue mode: the webhook's duplicate check and its send to the queue are in flight at once,
+/// so it is billed for the slower of the two, not their sum.
+#[tokio::test]
+async fn the_webhooks_check_and_send_are_in_flight_at_once() {
+    let proxy = devkit::FaultProxy::start(&aws_endpoint()).await.unwrap();
+    let table = create_table().await;
+    let (queue, dlq) = create_queues(6).await;
+    let t = spawn_app_with(Options {
+        env: vec![
+            ("IDEMPOTENCY_TABLE", table),
+            ("PROCESSING_MODE", "queue".to_owned()),
+            ("QUEUE_URL", queue),
+            ("DEAD_LETTER_QUEUE_URL", dlq),
+        ],
+        aws_endpoint: Some(proxy.url.clone()),
+        ..Options::default()
+    })
+    .await;
+    proxy.set_latency(devkit::Latency::fixed(Duration::from_millis(400)));
+    assert_eq!(
+        t.post(&event("evt_both", "both@partner.example"))
+            .await
+            .status,
+        202
+    );
+    let requests = proxy.requests();
+    let find = |op: &str| {
+        requests
+            .iter()
+            .find(|r| r.operation.ends_with(op))
+            .unwrap_or_else(|| panic!("no {op}"))
+    };
+    let (check, send) = (find("GetItem"), find("SendMessage"));
+    assert!(
+        !check.consistent_read,
+        "a courtesy check: eventually consistent"
+    );
+    let (a, b) = if check.started <= send.started {
+        (check, send)
+    } else {
+        (send, check)
+    };
+    assert!(
+        b.started < a.started + a.upstream,
+        "the second started {:?} after the first, which took {:?}",
+        b.started - a.started,
+        a.upstream
+    );
 }
 
 /// A batch takes its cells in one write; the messages whose cell isn't due go back holding it,
