@@ -14,6 +14,7 @@ use crate::inbound::{Action, CrmEvent, Interpretation, Source};
 use crate::problem::{Problem, ProblemKind};
 use crate::queue::{QueueError, QueuedEvent};
 use crate::resilience::Deadline;
+use crate::store::EventKey;
 
 /// A queued message to send again later.
 pub struct Deferral<'a> {
@@ -107,7 +108,24 @@ impl App {
         let keys = self.secrets.get().await.map_err(secret_unavailable)?;
         match source.interpret(body).map_err(unprocessable)? {
             Interpretation::Ignored { event_id, .. } => Ok(Outcome::Ignored { event_id }),
-            Interpretation::Invite(event) => self.accept(source, *event, &keys, deadline).await,
+            Interpretation::Invite(event) => {
+                // A file handed in again is mostly done already: its duplicates are answered
+                // from the table (a consistent read) rather than enqueued for the worker.
+                let key = EventKey {
+                    source: source.name.clone(),
+                    event_id: event.event_id.clone(),
+                };
+                if self.config.processing.mode == Mode::Queue
+                    && let Some(progress) = self
+                        .store
+                        .completed(&key)
+                        .await
+                        .map_err(store_unavailable)?
+                {
+                    return Ok(Outcome::duplicate(&key, progress));
+                }
+                self.accept(source, *event, &keys, deadline).await
+            }
         }
     }
 
@@ -147,21 +165,15 @@ impl App {
     }
 
     /// Queue mode: a completed event is answered as a duplicate; anything else goes to the
-    /// worker.
+    /// worker. The duplicate check (an eventually consistent read) and the send run at once,
+    /// so the function is billed for the slower of the two, not their sum: a replay of a
+    /// completed event is enqueued all the same, and the worker's claim finds it done.
     async fn enqueue(
         &self,
         source: &Source,
         event: CrmEvent,
         plan: &Plan,
     ) -> Result<Outcome, Problem> {
-        if let Some(progress) = self
-            .store
-            .completed(&plan.key)
-            .await
-            .map_err(store_unavailable)?
-        {
-            return Ok(Outcome::duplicate(&plan.key, progress));
-        }
         let queued = QueuedEvent {
             v: QUEUED_EVENT_VERSION,
             source: source.name.clone(),
@@ -169,7 +181,17 @@ impl App {
             earlier_receives: 0,
             cell: None,
         };
-        self.queues.enqueue(&queued).await.map_err(|e| {
+        let (done, sent) = tokio::join!(
+            self.store.seen_completed(&plan.key),
+            self.queues.enqueue(&queued)
+        );
+        match done {
+            Ok(Some(progress)) => return Ok(Outcome::duplicate(&plan.key, progress)),
+            Ok(None) => {}
+            // The event is safe in the queue when the send succeeded; the check was a courtesy.
+            Err(e) => tracing::warn!(error = %e, "duplicate check failed"),
+        }
+        sent.map_err(|e| {
             tracing::error!(error = %e, "enqueue failed");
             queue_unavailable()
         })?;

@@ -521,9 +521,15 @@ impl DynamoStore {
         }))
     }
 
-    /// The completed record of an event, if any (the webhook's duplicate check in queue mode).
-    pub async fn completed(&self, key: &EventKey) -> Result<Option<Progress>, StoreError> {
-        let Some(item) = self.get(&item_id(key)).await? else {
+    /// The completed record of an event, if any: a consistent read, or an eventually
+    /// consistent one at half the read units where a completion of the last second may be
+    /// missed (the webhook's duplicate check in queue mode: the worker's claim decides).
+    pub async fn completed(
+        &self,
+        key: &EventKey,
+        consistent: bool,
+    ) -> Result<Option<Progress>, StoreError> {
+        let Some(item) = self.read(&item_id(key), consistent).await? else {
             return Ok(None);
         };
         Ok(is_completed(&item).then(|| progress_of(&item)))
@@ -534,12 +540,20 @@ impl DynamoStore {
         &self,
         id: &str,
     ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        self.read(id, true).await
+    }
+
+    async fn read(
+        &self,
+        id: &str,
+        consistent: bool,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
             .key("id", s(id))
-            .consistent_read(true)
+            .consistent_read(consistent)
             .send()
             .await
             .map_err(|e| store_err("GetItem", &e))?;

@@ -276,7 +276,16 @@ impl Store {
     pub async fn completed(&self, key: &EventKey) -> Result<Option<Progress>, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.completed(key)),
-            Store::Dynamo(d) => d.completed(key).await,
+            Store::Dynamo(d) => d.completed(key, true).await,
+        }
+    }
+
+    /// [`Store::completed`] by an eventually consistent read (half the read units), which may
+    /// miss a completion of the last second: for a courtesy answer, not for a decision.
+    pub async fn seen_completed(&self, key: &EventKey) -> Result<Option<Progress>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.completed(key)),
+            Store::Dynamo(d) => d.completed(key, false).await,
         }
     }
 
