@@ -78,7 +78,7 @@ fn parse_args() -> Result<Args, String> {
         timeout_s: num(flag("--timeout"), "--timeout", 1200)?,
         webhooks: num(flag("--webhook-instances"), "--webhook-instances", 4)?,
         workers: num(flag("--worker-instances"), "--worker-instances", 3)?,
-        batch_size: num(flag("--batch-size"), "--batch-size", 5)?,
+        batch_size: num(flag("--batch-size"), "--batch-size", 10)?,
         wait_seconds: num(flag("--wait-seconds"), "--wait-seconds", 20)?,
         visibility: num(flag("--visibility"), "--visibility", 180)?,
         max_receives: num(flag("--max-receives"), "--max-receives", 5)?,

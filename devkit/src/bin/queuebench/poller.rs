@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::aws::{Aws, REGION};
 
-/// The mapping's settings (the template's: batch size 5).
+/// The mapping's settings (batch size and timeout as the template sets them).
 #[derive(Clone)]
 pub struct Mapping {
     pub queue_url: String,
