@@ -116,7 +116,7 @@ fn lambda(out: &mut String, m: &Measured, f: &Figures) {
     );
     let _ = writeln!(
         out,
-        "webhook: billed ms per event / (DynamoDB check + SQS send = {:.0} ms) = {}",
+        "webhook: billed ms per event / (its DynamoDB check + SQS send, as measured = {:.1} ms) = {}",
         f.webhook_floor_ms,
         ratio(f.webhook_ms_per_event, f.webhook_floor_ms)
     );
