@@ -65,7 +65,7 @@ struct Shared {
     /// Held while a request is forwarded, when requests go one at a time.
     serial: Option<tokio::sync::Mutex<()>>,
     /// Only requests whose `X-Amz-Target` starts with this go one at a time (all when `None`).
-    serial_only: Option<String>,
+    serial_only: Option<Vec<String>>,
     latency: Mutex<Latency>,
     jitter: Jitter,
     requests: Mutex<Vec<ProxiedRequest>>,
@@ -94,10 +94,14 @@ impl FaultProxy {
     }
 
     /// A proxy that forwards one at a time only the requests whose `X-Amz-Target` starts with
-    /// `target_prefix` (e.g. `DynamoDB`), the others at once: an SQS long poll then doesn't
-    /// hold up the table's conditional writes.
-    pub async fn start_serial_only(upstream: &str, target_prefix: &str) -> std::io::Result<Self> {
-        let proxy = Self::listen_with(upstream, true, Some(target_prefix.to_owned())).await?;
+    /// one of `target_prefixes` (e.g. DynamoDB's writes), the others at once: an SQS long poll
+    /// or a read then doesn't wait behind the table's conditional writes.
+    pub async fn start_serial_only(
+        upstream: &str,
+        target_prefixes: &[&str],
+    ) -> std::io::Result<Self> {
+        let prefixes = target_prefixes.iter().map(|p| (*p).to_owned()).collect();
+        let proxy = Self::listen_with(upstream, true, Some(prefixes)).await?;
         Ok(proxy)
     }
 
@@ -108,7 +112,7 @@ impl FaultProxy {
     async fn listen_with(
         upstream: &str,
         serial: bool,
-        serial_only: Option<String>,
+        serial_only: Option<Vec<String>>,
     ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let url = format!("http://{}", listener.local_addr()?);
@@ -227,7 +231,9 @@ async fn forward(
     let latency = *s.latency.lock().unwrap();
     latency.wait(&s.jitter).await;
     let one_at_a_time = match (&s.serial, &s.serial_only) {
-        (Some(_), Some(prefix)) => target.is_some_and(|t| t.starts_with(prefix.as_str())),
+        (Some(_), Some(prefixes)) => {
+            target.is_some_and(|t| prefixes.iter().any(|p| t.starts_with(p.as_str())))
+        }
         (serial, None) => serial.is_some(),
         (None, Some(_)) => false,
     };

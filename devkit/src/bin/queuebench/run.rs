@@ -38,9 +38,18 @@ async fn stage(a: &Args) -> Result<Stage, String> {
         .await
         .map_err(|e| format!("receiver: {e}"))?;
     receiver.set_latency(a.profile.channel);
-    // DynamoDB one request at a time (conditional writes atomic, as on the real service); SQS
-    // at once, so a long poll doesn't hold the table up.
-    let proxy = FaultProxy::start_serial_only(&a.aws_endpoint, "DynamoDB")
+    // DynamoDB's writes one at a time (conditional writes atomic, as on the real service);
+    // reads and SQS at once, so neither a long poll nor a read waits behind the table's writes.
+    let writes = [
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "BatchWriteItem",
+        "TransactWriteItems",
+    ]
+    .map(|op| format!("DynamoDB_20120810.{op}"));
+    let writes: Vec<&str> = writes.iter().map(String::as_str).collect();
+    let proxy = FaultProxy::start_serial_only(&a.aws_endpoint, &writes)
         .await
         .map_err(|e| format!("proxy: {e}"))?;
     proxy.set_latency(a.profile.aws);
