@@ -16,6 +16,32 @@ fn event(id: &str, email: &str) -> Value {
     b
 }
 
+/// A queue-mode relay on a fresh table and queues (`max_receive` receives before the
+/// dead-letter queue), with `extra` settings, reaching AWS through `aws` when given; and the
+/// invitation queue's URL.
+async fn queue_app(
+    max_receive: u32,
+    extra: &[(&'static str, &str)],
+    aws: Option<&str>,
+) -> (TestApp, String) {
+    let table = create_table().await;
+    let (queue, dlq) = create_queues(max_receive).await;
+    let mut env = vec![
+        ("IDEMPOTENCY_TABLE", table),
+        ("PROCESSING_MODE", "queue".to_owned()),
+        ("QUEUE_URL", queue.clone()),
+        ("DEAD_LETTER_QUEUE_URL", dlq),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let t = spawn_app_with(Options {
+        env,
+        aws_endpoint: aws.map(str::to_owned),
+        ..Options::default()
+    })
+    .await;
+    (t, queue)
+}
+
 #[tokio::test]
 async fn three_racing_workers_never_take_more_slots_than_the_rate() {
     let table = create_table().await;
@@ -161,19 +187,7 @@ async fn racing_workers_take_their_own_cells_in_one_write_each() {
 
 #[tokio::test]
 async fn a_worker_without_a_slot_defers_its_message_instead_of_sleeping() {
-    let table = create_table().await;
-    let (queue, dlq) = create_queues(4).await;
-    let t = spawn_app_with(Options {
-        env: vec![
-            ("IDEMPOTENCY_TABLE", table),
-            ("PROCESSING_MODE", "queue".to_owned()),
-            ("QUEUE_URL", queue.clone()),
-            ("DEAD_LETTER_QUEUE_URL", dlq),
-            ("INVITE_RATE_PER_MINUTE", "1".to_owned()),
-        ],
-        ..Options::default()
-    })
-    .await;
+    let (t, queue) = queue_app(4, &[("INVITE_RATE_PER_MINUTE", "1")], None).await;
     for (id, email) in [
         ("evt_first", "ada@partner.example"),
         ("evt_second", "grace@partner.example"),
@@ -278,18 +292,7 @@ async fn one_events_channels_are_delivered_at_once() {
 /// batch run one after the other, so the second is a duplicate.
 #[tokio::test]
 async fn a_batchs_events_are_handled_at_once_and_copies_of_one_in_turn() {
-    let table = create_table().await;
-    let (queue, dlq) = create_queues(6).await;
-    let t = spawn_app_with(Options {
-        env: vec![
-            ("IDEMPOTENCY_TABLE", table),
-            ("PROCESSING_MODE", "queue".to_owned()),
-            ("QUEUE_URL", queue.clone()),
-            ("DEAD_LETTER_QUEUE_URL", dlq),
-        ],
-        ..Options::default()
-    })
-    .await;
+    let (t, queue) = queue_app(6, &[], None).await;
     let mut bodies = Vec::new();
     for i in 0..3 {
         let mut body = sample_body();
@@ -349,19 +352,7 @@ fn pace_writes(proxy: &devkit::FaultProxy) -> usize {
 #[tokio::test]
 async fn the_webhooks_check_and_send_are_in_flight_at_once() {
     let proxy = devkit::FaultProxy::start(&aws_endpoint()).await.unwrap();
-    let table = create_table().await;
-    let (queue, dlq) = create_queues(6).await;
-    let t = spawn_app_with(Options {
-        env: vec![
-            ("IDEMPOTENCY_TABLE", table),
-            ("PROCESSING_MODE", "queue".to_owned()),
-            ("QUEUE_URL", queue),
-            ("DEAD_LETTER_QUEUE_URL", dlq),
-        ],
-        aws_endpoint: Some(proxy.url.clone()),
-        ..Options::default()
-    })
-    .await;
+    let (t, _) = queue_app(6, &[], Some(&proxy.url)).await;
     proxy.set_latency(devkit::Latency::fixed(Duration::from_millis(400)));
     assert_eq!(
         t.post(&event("evt_both", "both@partner.example"))
@@ -399,21 +390,8 @@ async fn the_webhooks_check_and_send_are_in_flight_at_once() {
 #[tokio::test]
 async fn deferred_messages_hold_their_cells_and_come_back_together() {
     let proxy = devkit::FaultProxy::start(&aws_endpoint()).await.unwrap();
-    let table = create_table().await;
-    let (queue, dlq) = create_queues(6).await;
-    let t = spawn_app_with(Options {
-        env: vec![
-            ("IDEMPOTENCY_TABLE", table),
-            ("PROCESSING_MODE", "queue".to_owned()),
-            ("QUEUE_URL", queue.clone()),
-            ("DEAD_LETTER_QUEUE_URL", dlq),
-            // 1.128 s apart, bursts of 6 (interval_and_tolerance(60)).
-            ("INVITE_RATE_PER_MINUTE", "60".to_owned()),
-        ],
-        aws_endpoint: Some(proxy.url.clone()),
-        ..Options::default()
-    })
-    .await;
+    // 1.128 s apart, bursts of 6 (interval_and_tolerance(60)).
+    let (t, queue) = queue_app(6, &[("INVITE_RATE_PER_MINUTE", "60")], Some(&proxy.url)).await;
     for i in 0..10 {
         let id = format!("evt_cell_{i}");
         let email = format!("cell{i}@partner.example");
