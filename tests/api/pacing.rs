@@ -42,10 +42,11 @@ async fn queue_app(
     (t, queue)
 }
 
-#[tokio::test]
-async fn three_racing_workers_never_take_more_slots_than_the_rate() {
+/// Three stores on one fresh table, as three containers would have, through a proxy that
+/// forwards one request at a time: DynamoDB makes each conditional write atomic, and the
+/// emulator needs its requests in a row for that.
+async fn racing_stores() -> (Vec<DynamoStore>, devkit::FaultProxy) {
     let table = create_table().await;
-    // DynamoDB makes each conditional write atomic; the emulator needs its requests in a row.
     let proxy = devkit::FaultProxy::start_serial(&aws_endpoint())
         .await
         .unwrap();
@@ -54,18 +55,26 @@ async fn three_racing_workers_never_take_more_slots_than_the_rate() {
         .into_builder()
         .endpoint_url(&proxy.url)
         .build();
+    let stores = (0..3)
+        .map(|_| {
+            let client = aws_sdk_dynamodb::Client::new(&sdk);
+            DynamoStore::new(client, table.clone(), Duration::from_secs(3600))
+        })
+        .collect();
+    (stores, proxy)
+}
+
+#[tokio::test]
+async fn three_racing_workers_never_take_more_slots_than_the_rate() {
+    let (stores, _proxy) = racing_stores().await;
     let rate = 120;
     let (interval, tolerance) = interval_and_tolerance(rate);
     let start = Instant::now();
     let run_for = Duration::from_secs(4);
     // Spawned all at once (collected), so the three really race.
-    let workers: Vec<_> = (0..3)
-        .map(|_| {
-            let store = DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(&sdk),
-                table.clone(),
-                Duration::from_secs(3600),
-            );
+    let workers: Vec<_> = stores
+        .into_iter()
+        .map(|store| {
             tokio::spawn(async move {
                 let mut taken = Vec::new();
                 while start.elapsed() < run_for {
@@ -112,23 +121,9 @@ async fn three_racing_workers_never_take_more_slots_than_the_rate() {
 /// its writes is refused for a value another worker moved on in the meantime.
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn racing_workers_take_their_own_cells_in_one_write_each() {
-    let table = create_table().await;
-    let proxy = devkit::FaultProxy::start_serial(&aws_endpoint())
-        .await
-        .unwrap();
-    let sdk = sdk_config()
-        .await
-        .into_builder()
-        .endpoint_url(&proxy.url)
-        .build();
+    let (stores, proxy) = racing_stores().await;
     let (interval, tolerance) = interval_and_tolerance(30);
     let horizon = 880_000;
-    let stores: Vec<DynamoStore> = (0..3)
-        .map(|_| {
-            let client = aws_sdk_dynamodb::Client::new(&sdk);
-            DynamoStore::new(client, table.clone(), Duration::from_secs(3600))
-        })
-        .collect();
     // The pace is busy: its next cell is ahead of now.
     let head = stores[0]
         .take_cells(3, interval, tolerance, horizon)
