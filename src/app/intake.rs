@@ -14,7 +14,16 @@ use crate::inbound::{Action, CrmEvent, Interpretation, Source};
 use crate::problem::{Problem, ProblemKind};
 use crate::queue::{QueueError, QueuedEvent};
 use crate::resilience::Deadline;
-use crate::store::EventKey;
+
+/// How queue mode looks for a completed duplicate before the worker would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DuplicateCheck {
+    /// A consistent read, then the send if there is none (an operator's re-run: mostly done).
+    First,
+    /// An eventually consistent read while the event is sent (the webhook: billed for the
+    /// slower call, not both; a replay that slips through is found done by the worker's claim).
+    Alongside,
+}
 
 /// A queued message to send again later.
 pub struct Deferral<'a> {
@@ -74,6 +83,18 @@ impl App {
         keys: &Arc<Keyring>,
         deadline: Deadline,
     ) -> Result<Outcome, Problem> {
+        self.accept_as(source, event, keys, deadline, DuplicateCheck::Alongside)
+            .await
+    }
+
+    async fn accept_as(
+        &self,
+        source: &Source,
+        event: CrmEvent,
+        keys: &Arc<Keyring>,
+        deadline: Deadline,
+        check: DuplicateCheck,
+    ) -> Result<Outcome, Problem> {
         let span = event_span(&source.name, keys, &event.event_id);
         async {
             if event.action == Action::Offboard && !self.config.policy.offboarding.enabled {
@@ -88,7 +109,7 @@ impl App {
             tracing::info!(invitee = %keys.hasher.hash(&plan.request.invited_user_email_address), "event accepted");
             match self.config.processing.mode {
                 Mode::Sync => self.execute(&plan, keys, deadline).await,
-                Mode::Queue => self.enqueue(source, event, &plan).await,
+                Mode::Queue => self.enqueue(source, event, &plan, check).await,
             }
         }
         .instrument(span)
@@ -108,23 +129,11 @@ impl App {
         let keys = self.secrets.get().await.map_err(secret_unavailable)?;
         match source.interpret(body).map_err(unprocessable)? {
             Interpretation::Ignored { event_id, .. } => Ok(Outcome::Ignored { event_id }),
+            // A file handed in again is mostly done already: its duplicates are answered from
+            // the table rather than enqueued for the worker.
             Interpretation::Invite(event) => {
-                // A file handed in again is mostly done already: its duplicates are answered
-                // from the table (a consistent read) rather than enqueued for the worker.
-                let key = EventKey {
-                    source: source.name.clone(),
-                    event_id: event.event_id.clone(),
-                };
-                if self.config.processing.mode == Mode::Queue
-                    && let Some(progress) = self
-                        .store
-                        .completed(&key)
-                        .await
-                        .map_err(store_unavailable)?
-                {
-                    return Ok(Outcome::duplicate(&key, progress));
-                }
-                self.accept(source, *event, &keys, deadline).await
+                self.accept_as(source, *event, &keys, deadline, DuplicateCheck::First)
+                    .await
             }
         }
     }
@@ -165,14 +174,13 @@ impl App {
     }
 
     /// Queue mode: a completed event is answered as a duplicate; anything else goes to the
-    /// worker. The duplicate check (an eventually consistent read) and the send run at once,
-    /// so the function is billed for the slower of the two, not their sum: a replay of a
-    /// completed event is enqueued all the same, and the worker's claim finds it done.
+    /// worker.
     async fn enqueue(
         &self,
         source: &Source,
         event: CrmEvent,
         plan: &Plan,
+        check: DuplicateCheck,
     ) -> Result<Outcome, Problem> {
         let queued = QueuedEvent {
             v: QUEUED_EVENT_VERSION,
@@ -181,10 +189,19 @@ impl App {
             earlier_receives: 0,
             cell: None,
         };
-        let (done, sent) = tokio::join!(
-            self.store.seen_completed(&plan.key),
-            self.queues.enqueue(&queued)
-        );
+        let (done, sent) = match check {
+            DuplicateCheck::First => {
+                let done = self.store.completed(&plan.key).await;
+                match done.map_err(store_unavailable)? {
+                    Some(progress) => (Ok(Some(progress)), Ok(())),
+                    None => (Ok(None), self.queues.enqueue(&queued).await),
+                }
+            }
+            DuplicateCheck::Alongside => tokio::join!(
+                self.store.seen_completed(&plan.key),
+                self.queues.enqueue(&queued)
+            ),
+        };
         match done {
             Ok(Some(progress)) => return Ok(Outcome::duplicate(&plan.key, progress)),
             Ok(None) => {}

@@ -103,45 +103,22 @@ impl DynamoStore {
     /// # Errors
     /// [`StoreError`] when the table can't be written.
     pub async fn take_slot(&self, interval_ms: u64, tolerance_ms: u64) -> Result<Slot, StoreError> {
-        // The pace as last seen here: ahead of now, a slot is taken by moving it on, whatever
-        // other containers made of it in the meantime; idle, by setting it.
-        let mut guess = self.last_tat.load(Ordering::Relaxed);
-        for _ in 0..3 {
-            let now_ms = now().as_millis() as u64;
-            let moved = if guess > now_ms {
-                if guess - now_ms > tolerance_ms {
-                    return Ok(Slot::Wait {
-                        ms: guess - now_ms - tolerance_ms,
-                        breaker: false,
-                    });
-                }
-                self.move_tat(now_ms, interval_ms, now_ms + tolerance_ms)
-                    .await?
-            } else {
-                let next = now_ms + interval_ms;
-                self.set_tat(now_ms, next).await?
-            };
-            let old = match moved {
-                Moved::To(next) => {
-                    self.last_tat.store(next, Ordering::Relaxed);
-                    return Ok(Slot::Taken);
-                }
-                Moved::Refused(old) => old,
-            };
-            let open_until = number(&old, "open_until");
-            if open_until > now_ms {
-                return Ok(Slot::Wait {
-                    ms: open_until - now_ms,
-                    breaker: true,
-                });
-            }
-            guess = number(&old, "tat");
-            self.last_tat.store(guess, Ordering::Relaxed);
-        }
-        // Contended: the pace moved between each read and write.
-        Ok(Slot::Wait {
-            ms: interval_ms,
-            breaker: false,
+        let cells = self.take_cells(1, interval_ms, tolerance_ms, 0).await?;
+        let now_ms = now().as_millis() as u64;
+        Ok(match cells {
+            Cells::Breaker { until } => Slot::Wait {
+                ms: until.saturating_sub(now_ms),
+                breaker: true,
+            },
+            Cells::Taken { count: 1.., .. } => Slot::Taken,
+            // Not within the tolerance: until it is; contended: an interval.
+            Cells::Taken { first, .. } => Slot::Wait {
+                ms: match first.saturating_sub(now_ms + tolerance_ms) {
+                    0 => interval_ms,
+                    ms => ms,
+                },
+                breaker: false,
+            },
         })
     }
 
