@@ -4,6 +4,8 @@
 //! The two event shapes are read with small local types (the fields used are few and
 //! documented), which keeps the function's dependency tree lean.
 
+use std::time::Instant;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -103,12 +105,14 @@ pub async fn handle_sqs(app: &App, batch: SqsEvent, deadline: Deadline) -> Batch
         .map(|r| queued(r).and_then(|q| q.cell))
         .collect();
     let turns = app.pace_batch(&held).await;
+    // Delays count from this moment, not from when the copies are sent after the runs.
+    let decided = Instant::now();
     let mut now = Vec::new();
     let mut later = Vec::new();
     for (record, turn) in batch.records.into_iter().zip(turns) {
         match turn {
             Turn::Now(cell) => now.push((record, cell)),
-            Turn::Later { delay, cell } => later.push((record, delay, cell)),
+            Turn::Later { delay, cell } => later.push((record, decided + delay, cell)),
         }
     }
     let runs = by_event(now).into_iter().map(|copies| async move {
@@ -133,7 +137,7 @@ pub async fn handle_sqs(app: &App, batch: SqsEvent, deadline: Deadline) -> Batch
         match after {
             After::Done => {}
             After::Return => failures.push(record.message_id),
-            After::Paced(wait) => later.push((record, wait, None)),
+            After::Paced(wait) => later.push((record, Instant::now() + wait, None)),
         }
     }
     failures.extend(defer(app, later).await);
@@ -225,18 +229,21 @@ async fn handle_record(
 }
 
 /// Sends delayed copies of the messages whose turn is later (their receives so far and their
-/// cell carried in them) in one `SendMessageBatch`, and lets the originals go; the ids of those
-/// that could not be sent (they return to the queue).
-async fn defer(
-    app: &App,
-    later: Vec<(SqsRecord, std::time::Duration, Option<u64>)>,
-) -> Vec<String> {
+/// cell carried in them) in one `SendMessageBatch`, each due at its instant, and lets the
+/// originals go; the ids of those that could not be sent (they return to the queue).
+async fn defer(app: &App, later: Vec<(SqsRecord, Instant, Option<u64>)>) -> Vec<String> {
     if later.is_empty() {
         return Vec::new();
     }
+    let sending = Instant::now();
+    let delays: Vec<_> = later
+        .iter()
+        .map(|(_, due, _)| due.saturating_duration_since(sending))
+        .collect();
     let copies: Vec<Deferral<'_>> = later
         .iter()
-        .map(|(record, delay, cell)| Deferral {
+        .zip(&delays)
+        .map(|((record, _, cell), delay)| Deferral {
             body: &record.body,
             earlier_receives: receives(record).saturating_sub(1),
             delay: *delay,
@@ -251,7 +258,7 @@ async fn defer(
         }
     };
     let mut returned = Vec::new();
-    for (i, (record, delay, cell)) in later.iter().enumerate() {
+    for (i, ((record, _, cell), delay)) in later.iter().zip(&delays).enumerate() {
         if sent.get(i).copied().unwrap_or(false) {
             tracing::info!(message_id = %record.message_id, wait_ms = delay.as_millis() as u64, reserved = cell.is_some(), "invitation slot not due: message deferred");
         } else {
