@@ -39,9 +39,11 @@ pub struct ProxiedRequest {
     /// How long the upstream took to answer (after any added latency and the wait for a
     /// serial proxy's turn).
     pub upstream: std::time::Duration,
-    /// When the proxy began to forward it (after a serial proxy's turn, before any added
-    /// latency): two requests whose spans overlap were in flight at once.
-    pub started: std::time::Instant,
+    /// When the proxy received it (before any added latency).
+    pub received: std::time::Instant,
+    /// From receipt to answer: added latency, a serial proxy's wait and the upstream's
+    /// answer — how long the caller waited on it.
+    pub took: std::time::Duration,
     /// The request body of DynamoDB operations (for accounting: which attributes a write
     /// sets); empty for other services.
     pub dynamodb_body: String,
@@ -199,7 +201,8 @@ async fn forward(
             .unwrap_or("")
             .to_owned(),
         upstream: std::time::Duration::ZERO,
-        started: std::time::Instant::now(),
+        received: std::time::Instant::now(),
+        took: std::time::Duration::ZERO,
         dynamodb_body: if target.is_some_and(|t| t.starts_with("DynamoDB")) {
             String::from_utf8_lossy(&body).into_owned()
         } else {
@@ -242,9 +245,9 @@ async fn forward(
         _ => None,
     };
     let started = std::time::Instant::now();
-    record.started = started;
     let (status, out, bytes) = send_upstream(&s, method, &uri, &headers, body).await;
     record.upstream = started.elapsed();
+    record.took = record.received.elapsed();
     s.seen.lock().unwrap().push((path, status.as_u16()));
     record.status = status.as_u16();
     record.response_bytes = bytes.len();

@@ -129,7 +129,7 @@ impl Measured {
             .iter()
             .filter(|r| account::caller(r) == "webhook")
             .filter(|r| r.operation.ends_with(".GetItem") || r.operation.ends_with(".SendMessage"))
-            .map(|r| r.upstream)
+            .map(|r| r.took)
             .sum();
         ms(total) / self.events.max(1) as f64
     }
